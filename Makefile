@@ -1,0 +1,33 @@
+# Quick start: `make demo` (sample release to the local registry), `make test` (every test).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INVOKE := $(VENV)/bin/invoke
+
+.PHONY: setup install demo test lint bench clean
+
+setup:
+	bash scripts/setup.sh
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: setup install
+	$(INVOKE) release --variant istio --sample
+
+lint: install
+	$(VENV)/bin/ruff check hookbuild tasks.py tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+test: setup install lint
+	$(PY) -m pytest
+
+bench: setup install
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf dist .pytest_cache .mypy_cache .ruff_cache
