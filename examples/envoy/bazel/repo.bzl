@@ -1,0 +1,3 @@
+# No-op stand-in for envoy/bazel/repo.bzl.
+def envoy_repo():
+    pass
