@@ -12,7 +12,270 @@ from hookbuild.cli import errors_to_exit, print_json  # noqa: F401  (used by the
 
 # --- release ---------------------------------------------------------------------------------------
 
+
+def _settings(c: Context, **overrides: object):  # type: ignore[no-untyped-def]
+    from hookbuild import config
+
+    invoke_config = dict(c.config.get("hookbuild", {}) or {})
+    return config.load(invoke_config=invoke_config, overrides=overrides)
+
+
+@task(
+    help={
+        "variant": "what to build: istio (default), cilium, envoy or istio-perf",
+        "version": "MAJOR.MINOR to release (with --sample: default the next minor of the record)",
+        "envoy": "path to the Envoy checkout with your hookpoint* functions (config: envoy)",
+        "proxy": "path to the istio/proxy or cilium/proxy checkout (config: proxy)",
+        "sample": "release the bundled sample sources into a scratch record (dist/sample/versions.toml)",
+        "envoy-mode": "rewrite: point WORKSPACE's envoy rule at /envoy (the seed's way, restored after); "
+        "override: pass --override_repository=envoy=/envoy and edit no file",
+        "base-image": "image to build FROM (default: the variant's upstream image, e.g. istio/proxyv2)",
+        "registry": "registry HOST[:PORT] to push to (config: registry)",
+        "namespace": "registry namespace/user (config: namespace)",
+        "versions-file": "the record to write (default: versions.toml)",
+        "allow-dirty": "release from uncommitted sources; the release is recorded as dirty",
+        "force": "replace a recorded release of the same version built from other inputs",
+        "dry-run": "print the plan (steps, commands, paths, tags) and change nothing",
+        "json": "print the result as JSON",
+        "verbose": "debug logging",
+    }
+)
+def release(
+    c: Context,
+    variant: str = "istio",
+    version: str = "",
+    envoy: str = "",
+    proxy: str = "",
+    sample: bool = False,
+    envoy_mode: str = "rewrite",
+    base_image: str = "",
+    registry: str = "",
+    namespace: str = "",
+    versions_file: str = "",
+    allow_dirty: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
+    """Build Envoy with hookpoints, make and push the image, record it in versions.toml."""
+    from pathlib import Path
+
+    from hookbuild import logs, variants
+    from hookbuild import release as pipeline
+    from hookbuild.errors import UsageError
+    from hookbuild.version import Version
+
+    logs.setup(verbose=verbose)
+    with errors_to_exit():
+        settings = _settings(c, registry=registry, namespace=namespace, versions_file=versions_file)
+        try:
+            mode = pipeline.EnvoyMode(envoy_mode)
+        except ValueError:
+            raise UsageError(f"invalid --envoy-mode {envoy_mode!r}", hint="use rewrite or override") from None
+        request = pipeline.Request(
+            variant=variants.get(variant),
+            version=Version.parse(version) if version else None,
+            envoy=Path(envoy) if envoy else None,
+            proxy=Path(proxy) if proxy else None,
+            sample=sample,
+            envoy_mode=mode,
+            base_image=base_image or None,
+            allow_dirty=allow_dirty,
+            force=force,
+        )
+        plan = pipeline.plan(request, settings)
+        if dry_run:
+            steps = plan.steps()
+            if json:
+                print_json({"variant": plan.variant.name, "version": str(plan.version), "steps": steps})
+            else:
+                print(f"release {plan.variant.name}@{plan.version} (dry run, nothing changed):")
+                for number, step in enumerate(steps, 1):
+                    print(f"  {number}. {step}")
+            return
+        result = pipeline.execute(plan)
+        if json:
+            print_json({**result.__dict__, "binary": str(result.binary), "pinned": result.pinned})
+            return
+        _print_release(result)
+
+
+def _print_release(result) -> None:  # type: ignore[no-untyped-def]
+    state = "already released (nothing rebuilt or pushed)" if result.reused else "released"
+    print(f"{result.variant}@{result.version} {state}")
+    print(f"  image   {result.image}")
+    print(f"  digest  {result.digest}")
+    print(f"  pinned  {result.pinned}")
+    print(f"  binary  {result.binary} ({result.binary_size:,} bytes, sha256 {result.binary_sha256})")
+    print(f"  hookpoints {result.hookpoints}")
+    if result.durations:
+        print("  stages  " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.durations.items()))
+
 # --- record: versions, bump, deprecate, changelog ---------------------------------------------------
+
+
+def _record_path(c: Context, versions_file: str | None):  # type: ignore[no-untyped-def]
+    """--versions-file, else the configured one (pyproject < invoke.yaml < HOOKBUILD_VERSIONS_FILE)."""
+    return _settings(c, versions_file=versions_file).versions_file
+
+
+_VERSIONS_FILE_HELP = "the version record (default: the versions_file setting, i.e. the repo's versions.toml)"
+
+
+@task(
+    help={
+        "variant": "only this variant (istio, cilium, envoy, istio-perf)",
+        "all": "include deprecated versions (test-only ones are always listed, marked)",
+        "json": "print JSON (for scripts and CI) instead of a table",
+        "supports": "only versions tagged with this feature, e.g. perf",
+        "show": "print one entry in full, e.g. istio@11.8",
+        "versions-file": _VERSIONS_FILE_HELP,
+    }
+)
+def versions(
+    c: Context,
+    variant: str | None = None,
+    all: bool = False,
+    json: bool = False,
+    supports: str | None = None,
+    show: str | None = None,
+    versions_file: str | None = None,
+) -> None:
+    """List the recorded versions, newest first (`--supports perf`: which ones support a feature)."""
+    from hookbuild import record, views
+
+    with errors_to_exit():
+        rec = record.load(_record_path(c, versions_file))
+        if show:
+            entry = rec.get(show)
+            if json:
+                print_json(entry.as_json())
+            else:
+                views.show(entry)
+            return
+        entries = views.select(rec, variant=variant, include_all=all, supports=supports)
+        if json:
+            print_json([entry.as_json() for entry in entries])
+        else:
+            views.table(entries, title=f"versions supporting {supports}" if supports else "versions")
+
+
+@task(
+    iterable=["feature", "package"],
+    help={
+        "variant": "the variant to bump (istio, cilium, envoy, istio-perf)",
+        "major": "next major version (12.0 -> 13.0)",
+        "minor": "next minor version (12.0 -> 12.1)",
+        "summary": "one line: what this version changes",
+        "feature": "feature tag (repeatable); default: those of the latest working version",
+        "package": "extra image package (repeatable); default: those of the latest working version",
+        "based-on": "VARIANT@X.Y this version starts from (must be recorded)",
+        "supersedes": "X.Y of the same variant this version replaces",
+        "dry-run": "check and print the new version, write nothing",
+        "json": "print the new entry as JSON",
+        "versions-file": _VERSIONS_FILE_HELP,
+    },
+)
+def bump(
+    c: Context,
+    variant: str = "",
+    major: bool = False,
+    minor: bool = False,
+    summary: str = "",
+    feature: list[str] | None = None,
+    package: list[str] | None = None,
+    based_on: str | None = None,
+    supersedes: str | None = None,
+    dry_run: bool = False,
+    json: bool = False,
+    versions_file: str | None = None,
+) -> None:
+    """Record the next version of a variant and print it (e.g. `12.1`, for scripts)."""
+    from hookbuild import record
+    from hookbuild.errors import UsageError
+
+    with errors_to_exit():
+        if not variant:
+            raise UsageError("bump needs --variant", hint="e.g. invoke bump --variant istio --minor --summary T")
+        if major == minor:
+            raise UsageError("bump needs exactly one of --major or --minor", hint="pass one of them")
+        if not summary.strip():
+            raise UsageError("bump needs --summary TEXT", hint="say in one line what the new version changes")
+        entry = record.bump(
+            _record_path(c, versions_file),
+            variant,
+            "major" if major else "minor",
+            summary,
+            features=feature or None,
+            packages=package or None,
+            based_on=based_on,
+            supersedes=supersedes,
+            dry_run=dry_run,
+        )
+        if json:
+            print_json({**entry.as_json(), "dry_run": dry_run})
+        else:
+            print(entry.version)
+
+
+@task(
+    help={
+        "ref": "the version to change, VARIANT@X.Y (e.g. istio@11.7)",
+        "reason": "why (required; shown by `invoke versions` and the changelog)",
+        "test-only": "mark it test-only instead of deprecated",
+        "working": "reinstate it as working",
+        "versions-file": _VERSIONS_FILE_HELP,
+    }
+)
+def deprecate(
+    c: Context,
+    ref: str,
+    reason: str = "",
+    test_only: bool = False,
+    working: bool = False,
+    versions_file: str | None = None,
+) -> None:
+    """Deprecate a version (or mark it test-only); nothing is ever deleted from the record."""
+    from hookbuild import record
+    from hookbuild.errors import UsageError
+
+    with errors_to_exit():
+        if test_only and working:
+            raise UsageError("--test-only and --working exclude each other", hint="pass one of them")
+        status = record.Status.TEST_ONLY if test_only else record.Status.WORKING if working else None
+        entry = record.set_status(
+            _record_path(c, versions_file), ref, status or record.Status.DEPRECATED, reason
+        )
+        print(f"{entry.ref}: {entry.status}")
+
+
+@task(
+    help={
+        "variant": "only this variant",
+        "output": "write the Markdown to this file instead of stdout",
+        "versions-file": _VERSIONS_FILE_HELP,
+    }
+)
+def changelog(
+    c: Context, variant: str | None = None, output: str | None = None, versions_file: str | None = None
+) -> None:
+    """The record as Markdown release notes (like the seed's Version Record)."""
+    from hookbuild import changelog as notes
+    from hookbuild import record
+
+    with errors_to_exit():
+        rec = record.load(_record_path(c, versions_file))
+        if variant:
+            rec.variant(variant)
+        text = notes.render(rec, variant=variant)
+        if output:
+            from pathlib import Path
+
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            print(text, end="")
+
 
 # --- symbols and uprobe scripts ---------------------------------------------------------------------
 

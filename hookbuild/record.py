@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin, get_type_hints, overload
 
-from hookbuild.errors import RecordError, VersionError
+from hookbuild.errors import RecordError, UsageError, VersionError
 from hookbuild.version import Version
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ class Provenance:
     build_id: str | None = field(default=None, metadata=_check(_matches(_BUILD_ID, "a hex GNU build-id")))
     hookpoints: tuple[Hookpoint, ...] = ()
     scripts: tuple[str, ...] = ()
-    inputs_key: str
+    inputs_key: str | None = None
+    """Hash of the release inputs (idempotent retries); None when the sources were dirty."""
     base_image: str
     dockerfile: str
 
@@ -556,10 +557,10 @@ def _line_of(text: str, keypath: tuple[str | int, ...]) -> int | None:
 
 def _to_plain(obj: Any) -> Any:
     """A dataclass as JSON-friendly plain data (fields not stored in TOML, such as `variant`, left out)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj) if f.metadata.get("toml", True)}
     if isinstance(obj, Version | enum.Enum):
         return str(obj.value) if isinstance(obj, enum.Enum) else str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj) if f.metadata.get("toml", True)}
     if isinstance(obj, datetime):
         return _iso(obj)
     if isinstance(obj, tuple):
@@ -771,54 +772,125 @@ def _append(doc: tomlkit.TOMLDocument, entry: Entry) -> None:
 # --- convenience writers ----------------------------------------------------------------------------------
 
 
-def add_release(path: Path, entry: Entry, *, replace: bool = False, dry_run: bool = False) -> Entry:
-    """Add a whole entry (typically with its release provenance); an existing version needs replace=True."""
+@overload
+def add_release(path: Path, entry: Entry, *, replace: bool = ..., dry_run: bool = ...) -> Entry: ...
 
-    if entry.release is not None and entry.image is None:
-        entry = dataclasses.replace(entry, image=entry.release.image)
+
+@overload
+def add_release(
+    path: Path,
+    entry: str,
+    version: Version | str,
+    provenance: Provenance,
+    *,
+    replace: bool = ...,
+    dry_run: bool = ...,
+    summary: str | None = ...,
+) -> Entry: ...
+
+
+def add_release(
+    path: Path,
+    entry: Entry | str,
+    version: Version | str | None = None,
+    provenance: Provenance | None = None,
+    *,
+    replace: bool = False,
+    dry_run: bool = False,
+    summary: str | None = None,
+) -> Entry:
+    """Record a release. Two forms:
+
+    - `add_release(path, entry)`: add a whole Entry (an existing version needs replace=True: rewritten);
+    - `add_release(path, variant, version, provenance)`: attach provenance to the recorded version (e.g. made
+      by `bump`); when it is not recorded yet, add it, carrying features and packages of the latest working
+      version. A version already released needs replace=True.
+    """
+    if isinstance(entry, str):
+        if version is None or provenance is None:
+            raise TypeError("add_release(path, variant, version, provenance) needs version and provenance")
+        return _record_release(
+            path, entry, version, provenance, replace=replace, dry_run=dry_run, summary=summary
+        )
+    whole = entry
+    if whole.release is not None and whole.image is None:
+        whole = dataclasses.replace(whole, image=whole.release.image)
 
     def change(doc: tomlkit.TOMLDocument) -> Entry:
-        record = _current(doc)
-        record.variant(entry.variant)
-        index = _entry_index(doc, entry.variant, entry.version)
+        _current(doc).variant(whole.variant)
+        index = _entry_index(doc, whole.variant, whole.version)
         if index is not None:
             if not replace:
                 raise RecordError(
-                    f"{entry.ref} is already in {path}",
+                    f"{whole.ref} is already in {path}",
                     hint="bump to a new version, or pass replace=True to overwrite this entry",
                 )
-            doc[entry.variant][index] = _parsed_table(entry)
+            doc[whole.variant][index] = _parsed_table(whole)
         else:
-            _append(doc, entry)
-        return entry
+            _append(doc, whole)
+        return whole
 
     return update(path, change, dry_run=dry_run)
 
 
-def set_release(path: Path, ref: str, provenance: Provenance, *, replace: bool = False) -> Entry:
-    """Attach release provenance to an existing entry (e.g. one made by bump); the entry's image follows."""
+def _record_release(
+    path: Path,
+    variant: str,
+    version: Version | str,
+    provenance: Provenance,
+    *,
+    replace: bool,
+    dry_run: bool,
+    summary: str | None,
+) -> Entry:
+    wanted = Version.parse(version) if isinstance(version, str) else version
 
     def change(doc: tomlkit.TOMLDocument) -> Entry:
-        entry = _current(doc).get(ref)
-        if entry.release is not None and not replace:
-            raise RecordError(
-                f"{ref} was already released as {entry.release.pinned}",
-                hint="bump to a new version; re-releasing a version needs replace=True",
+        record = _current(doc)
+        record.variant(variant)
+        entry = record.find(variant, wanted)
+        if entry is None:
+            base = record.latest(variant)
+            new = Entry(
+                variant=variant,
+                version=wanted,
+                summary=summary or f"released by hookbuild from Envoy {provenance.envoy_commit[:12]}",
+                features=base.features if base else (),
+                packages=base.packages if base else (),
+                upstream=base.upstream if base else None,
+                image=provenance.image,
+                release=provenance,
             )
-        new = dataclasses.replace(entry, release=provenance, image=provenance.image)
-        index = _entry_index(doc, entry.variant, entry.version)
-        assert index is not None
-        table = doc[entry.variant][index]
-        table["image"] = provenance.image
-        parsed = _parsed_table(new)["release"]
-        if "release" in table:
-            table["release"] = parsed
-        else:
-            _ensure_blank_line(table)
-            table.append("release", parsed)
-        return new
+            _append(doc, new)
+            return new
+        return _attach(doc, entry, provenance, replace=replace)
 
-    return update(path, change)
+    return update(path, change, dry_run=dry_run)
+
+
+def _attach(doc: tomlkit.TOMLDocument, entry: Entry, provenance: Provenance, *, replace: bool) -> Entry:
+    if entry.release is not None and not replace:
+        raise RecordError(
+            f"{entry.ref} was already released as {entry.release.pinned}",
+            hint="bump to a new version; re-releasing a version needs replace=True (--force)",
+        )
+    new = dataclasses.replace(entry, release=provenance, image=provenance.image)
+    index = _entry_index(doc, entry.variant, entry.version)
+    assert index is not None
+    table = doc[entry.variant][index]
+    table["image"] = provenance.image
+    parsed = _parsed_table(new)["release"]
+    if "release" in table:
+        table["release"] = parsed
+    else:
+        _ensure_blank_line(table)
+        table.append("release", parsed)
+    return new
+
+
+def set_release(path: Path, ref: str, provenance: Provenance, *, replace: bool = False) -> Entry:
+    """Attach release provenance to the recorded `ref` (e.g. one made by bump); its image follows."""
+    return update(path, lambda doc: _attach(doc, _current(doc).get(ref), provenance, replace=replace))
 
 
 def bump(
@@ -863,7 +935,7 @@ def bump(
 def set_status(path: Path, ref: str, status: Status, reason: str) -> Entry:
     """Deprecate or mark test-only (or reinstate as working); entries are never deleted."""
     if not reason.strip():
-        raise RecordError(f"changing {ref} to {status} needs a reason", hint="pass --reason TEXT")
+        raise UsageError(f"changing {ref} to {status} needs a reason", hint="pass --reason TEXT")
 
     def change(doc: tomlkit.TOMLDocument) -> Entry:
         entry = _current(doc).get(ref)
