@@ -388,8 +388,9 @@ class _Editor:
                 hint=f"Istio honours {PROXY_IMAGE_ANNOTATION} only when its value contains '/' "
                 "(registry/repository:tag or @digest); record the release with its registry",
             )
-        metadata = _mapping(self.template, "metadata")
-        annotations = _mapping(metadata, "annotations")
+        if self.template.get("metadata") is None:
+            self.template.insert(0, "metadata", CommentedMap())  # where kubectl and people put it
+        annotations = _mapping(self.template["metadata"], "annotations")
         _set(annotations, PROXY_IMAGE_ANNOTATION, image.reference)
 
     def sidecar(self, image: SidecarImage) -> None:
