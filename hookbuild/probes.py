@@ -4,7 +4,7 @@ Both scripts take the PID of one Envoy and filter on it: a uprobe sits on the fi
 container of the same image on a node shares, so without the filter a tracer counts every Envoy on the node.
 
 - `trace.bt` (bpftrace; needs no kernel headers): `bpftrace trace.bt PID`; counts hits per hookpoint and
-  prints them on exit (Ctrl-C). Stripped binaries are probed by address, which needs `bpftrace --unsafe`.
+  prints them on exit (Ctrl-C). Stripped binaries are probed by file offset, which needs `bpftrace --unsafe`.
 - `trace_bcc.py` (bcc; needs kernel headers): `python3 trace_bcc.py --pid PID [--binary PATH]`.
 
 The binary path defaults to where the image puts Envoy; from the node use
@@ -48,7 +48,7 @@ def _resolve(
 
 def _by_address(hookpoint: Hookpoint, stripped: bool) -> bool:
     """A stripped binary keeps only .dynsym: anything else must be probed by address."""
-    return (stripped and hookpoint.table != "dynsym") or not _SAFE_SYMBOL.match(hookpoint.name)
+    return stripped and hookpoint.table != "dynsym"
 
 
 def _check_binary(binary: str) -> None:
@@ -76,7 +76,7 @@ def bpftrace_script(
 ) -> str:
     """A bpftrace program counting hits per hookpoint of the process given as `$1`.
 
-    Hookpoints are probed by mangled name, or by virtual address when the binary is stripped (then run
+    Hookpoints are probed by mangled name or, when the binary is stripped, at their file offset (then run
     `bpftrace --unsafe`). `events=True` also prints one line per hit: nanoseconds, tid, hookpoint.
     """
     hookpoints, is_stripped, origin = _resolve(info_or_hookpoints, stripped)
@@ -92,7 +92,7 @@ def bpftrace_script(
         " *   image on the node: the pid filter keeps this tracer to one Envoy.",
     ]
     if unsafe:
-        lines.append(" *   The binary is stripped: hookpoints are probed by address, which needs --unsafe.")
+        lines.append(" *   Stripped binary: hookpoints are probed by file offset, which needs --unsafe.")
     lines += [
         f" * Binary: {binary} (from the node: /proc/<pid>/root{DEFAULT_BINARY}).",
         " * Prints @hits[<mangled name>]: <count> on exit (Ctrl-C).",
@@ -109,7 +109,12 @@ def bpftrace_script(
         "",
     ]
     for hp in hookpoints:
-        where = f"{hp.address:#x}" if _by_address(hp, is_stripped) else hp.name
+        # bpftrace 0.17 takes a stripped binary's address as a file offset (seen here on an LLD PIE, where
+        # offset != vaddr: the vaddr fails to attach); bcc's addr= wants the vaddr and converts it itself.
+        if _by_address(hp, is_stripped):
+            where = f"{hp.file_offset:#x}"
+        else:
+            where = hp.name if _SAFE_SYMBOL.match(hp.name) else f'"{hp.name}"'
         lines += [
             f"// {_comment(hp.demangled)}",
             f"uprobe:{binary}:{where} /pid == $1/",
