@@ -279,6 +279,139 @@ def changelog(
 
 # --- symbols and uprobe scripts ---------------------------------------------------------------------
 
+
+def _binary_info(c: Context, target: str, *, pattern: str, debug_binary: str, versions_file: str | None):  # type: ignore[no-untyped-def]
+    """A binary path, or VARIANT@X.Y: the released binary under dist/, else its recorded hookpoints.json."""
+    import json as jsonlib
+    from pathlib import Path
+
+    from hookbuild import symbols
+    from hookbuild.errors import SymbolError, UsageError
+
+    if not target:
+        raise UsageError("no binary given", hint="invoke symbols PATH|VARIANT@X.Y (invoke --help symbols)")
+    debug = Path(debug_binary) if debug_binary else None
+    path = Path(target)
+    if "@" not in target or path.exists():
+        return symbols.read_binary(path, pattern=pattern, debug_binary=debug)
+    from hookbuild import record
+
+    settings = _settings(c, versions_file=versions_file)
+    entry = record.load(_record_path(c, versions_file)).get(target)
+    dist = settings.dist if settings.dist.is_absolute() else settings.root / settings.dist
+    where = dist / entry.variant / str(entry.version)
+    if (where / "envoy").is_file():
+        return symbols.read_binary(where / "envoy", pattern=pattern, debug_binary=debug)
+    saved = where / "hookpoints.json"
+    if saved.is_file():
+        try:
+            return symbols.BinaryInfo.from_dict(jsonlib.loads(saved.read_text(encoding="utf-8")))
+        except ValueError as exc:
+            raise SymbolError(f"{saved}: invalid JSON ({exc})") from None
+    raise SymbolError(
+        f"{target}: neither {where / 'envoy'} nor {saved} exists on this machine",
+        hint="release it here (invoke release) or pass the binary path",
+    )
+
+
+@task(
+    help={
+        "target": "the Envoy binary, or a release VARIANT@MAJOR.MINOR (its dist/<variant>/<version>/envoy)",
+        "json": "print JSON (binary info and hookpoints, or the diff) instead of a table",
+        "pattern": "substring of the mangled names to report, like `nm | grep` (default: hookpoint)",
+        "debug-binary": "unstripped build of the same code, for a stripped TARGET: gives names and addresses",
+        "diff": "compare this OLD binary or VARIANT@X.Y with TARGET; exit 1 if a recorded script would break "
+        "(hookpoints removed or with a changed signature)",
+        "scripts-dir": "also write trace.bt, trace_bcc.py and hookpoints.json into this directory",
+        "probe-binary": "Envoy path the scripts probe (default /usr/local/bin/envoy, as in the image; from a "
+        "node: /proc/<pid>/root/usr/local/bin/envoy)",
+        "versions-file": _VERSIONS_FILE_HELP,
+    },
+    positional=["target"],
+    optional=[],
+)
+def symbols(
+    c: Context,
+    target: str,
+    json: bool = False,
+    pattern: str = "hookpoint",
+    debug_binary: str = "",
+    diff: str = "",
+    scripts_dir: str = "",
+    probe_binary: str = "/usr/local/bin/envoy",
+    versions_file: str | None = None,
+) -> None:
+    """List the hookpoints of an Envoy binary (`nm | grep hookpoint`, fast and right), diff two, write probes.
+
+    For each hookpoint: mangled and demangled name, address, file offset (where the uprobe goes), size,
+    section, and whether any code calls it (a hookpoint whose calls -O2 deleted never fires). Examples:
+    `invoke symbols bazel-bin/envoy`, `invoke symbols istio@12.0 --json`,
+    `invoke symbols --diff istio@11.8 istio@12.0`, `invoke symbols envoy --scripts-dir out/`.
+    """
+    import sys
+    from pathlib import Path
+
+    from invoke.exceptions import Exit
+
+    with errors_to_exit():
+        from hookbuild import probes
+        from hookbuild import symbols as syms
+        from hookbuild.errors import SymbolError
+
+        info = _binary_info(c, target, pattern=pattern, debug_binary=debug_binary,
+                            versions_file=versions_file)
+        if diff:
+            old = _binary_info(c, diff, pattern=pattern, debug_binary="", versions_file=versions_file)
+            result = syms.diff(old, info)
+            if json:
+                print_json(result.to_dict())
+            else:
+                _print_diff(result, old=diff, new=target)
+            if result.breaking:
+                raise Exit(code=1)
+            return
+        if not info.hookpoints:
+            if info.stripped and not debug_binary:
+                raise SymbolError(
+                    f"{info.path} is stripped (no .symtab) and exports no symbol matching {pattern!r} "
+                    "in .dynsym",
+                    hint="pass --debug-binary with the unstripped build of the same sources",
+                )
+            raise SymbolError(f"no function symbol matching {pattern!r} in {info.path}",
+                              hint="check --pattern (a substring of the mangled name)")
+        for note in info.warnings():
+            sys.stderr.write(f"warning: {note}\n")
+        written = probes.write_scripts(info, Path(scripts_dir), binary=probe_binary) if scripts_dir else ()
+        if json:
+            print_json({**info.to_dict(), "scripts": [str(p) for p in written]})
+            return
+        stripped = "stripped" + (f", names from {info.debug_binary}" if info.debug_binary else "")
+        print(f"{info.path}  {info.machine}{' PIE' if info.pie else ''}  "
+              f"{stripped if info.stripped else 'not stripped'}")
+        print(f"  sha256 {info.sha256}  build-id {info.build_id or '-'}")
+        print(f"  {'ADDRESS':>18}  {'FILE OFFSET':>12}  {'SIZE':>5}  {'TABLE':6}  CALLED  NAME (MANGLED)")
+        for h in info.hookpoints:
+            print(f"  {h.address:#18x}  {h.file_offset:#12x}  {h.size:5}  {h.table:6}  "
+                  f"{'yes' if h.called else 'NO':6}  {h.demangled}  ({h.name})")
+        for path in written:
+            print(f"wrote {path}")
+
+
+def _print_diff(result, *, old: str, new: str) -> None:  # type: ignore[no-untyped-def]
+    if not result.changed and not result.moved:
+        print(f"{old} -> {new}: hookpoints unchanged")
+        return
+    print(f"{old} -> {new}:{' BREAKS recorded scripts' if result.breaking else ''}")
+    for h in result.removed:
+        print(f"  - removed   {h.demangled}  ({h.name})")
+    for before, after in result.signature_changed:
+        print(f"  ! signature {before.demangled} -> {after.demangled}  ({before.name} -> {after.name})")
+    for h in result.added:
+        print(f"  + added     {h.demangled}  ({h.name})")
+    for before, after in result.moved:
+        print(f"  ~ moved     {before.demangled}  {before.address:#x} -> {after.address:#x}")
+
+
 # --- cluster: inject, trace ------------------------------------------------------------------------
 
 
