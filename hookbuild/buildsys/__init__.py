@@ -1,0 +1,35 @@
+"""Build systems hookbuild drives. Each module turns sources and settings into one frozen `BuildSpec`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from hookbuild.command import Command
+
+
+@dataclass(frozen=True, kw_only=True)
+class BazelOptions:
+    """Pass-through scale-out settings: Bazel's remote cache/execution, never a home-made layer."""
+
+    remote_cache: str | None = None
+    remote_executor: str | None = None
+    disk_cache: str | None = None
+    configs: tuple[str, ...] = ()
+
+    def flags(self) -> list[str]:
+        flags = [f"--config={config}" for config in self.configs]
+        if self.remote_cache:
+            flags.append(f"--remote_cache={self.remote_cache}")
+        if self.remote_executor:
+            flags.append(f"--remote_executor={self.remote_executor}")
+        if self.disk_cache:
+            flags.append(f"--disk_cache={self.disk_cache}")
+        return flags
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSpec:
+    command: Command
+    output_link: Path  # e.g. <proxy>/bazel-bin, possibly dangling into the build container
+    output_name: PurePosixPath  # path of the binary below the link

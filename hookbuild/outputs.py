@@ -1,0 +1,68 @@
+"""Find the binary a containerised Bazel build left behind.
+
+Inside istio's build container Bazel's output base lives in the docker volume `cache` (mounted at
+/home/.cache), so on the host `bazel-bin` is a dangling link into the container's file system. The volume's
+Mountpoint, asked of the Docker engine, turns it back into a host path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from hookbuild.errors import OutputError
+
+if TYPE_CHECKING:
+    import docker
+
+
+def resolve_link(
+    link: Path, *, client: docker.DockerClient, volume: str = "cache", mount: str = "/home/.cache"
+) -> Path:
+    """The host directory behind `link` (e.g. the proxy checkout's `bazel-bin`)."""
+    if not link.is_symlink():
+        if link.is_dir():
+            return link
+        raise OutputError(f"{link} does not exist", hint="the build did not finish; see the build log")
+    target = PurePosixPath(os.readlink(link))
+    if Path(target).exists():
+        return Path(target)
+    inside = PurePosixPath(mount)
+    if not target.is_relative_to(inside):
+        raise OutputError(
+            f"{link} points to {target}, which exists neither on this host nor under {mount}",
+            hint="remove the stale link and rebuild",
+        )
+    import docker.errors
+
+    try:
+        mountpoint = client.volumes.get(volume).attrs["Mountpoint"]
+    except docker.errors.NotFound as exc:
+        raise OutputError(
+            f"{link} points into the build container ({target}), but docker volume {volume!r} does not exist",
+            hint="run the build with BUILD_WITH_CONTAINER=1 so its cache volume exists",
+        ) from exc
+    host = Path(mountpoint) / target.relative_to(inside)
+    if not Path(mountpoint).is_dir():
+        raise OutputError(
+            f"docker volume {volume!r} is at {mountpoint} on the daemon's host, which is not visible here",
+            hint="run hookbuild on the Docker host (a remote, rootless or Desktop daemon keeps volumes elsewhere)",
+        )
+    if not host.exists():
+        raise OutputError(f"{link} -> {target} -> {host}: no such directory in volume {volume!r}",
+                          hint="the build did not produce output; see the build log")
+    return host
+
+
+def collect(source: Path, dest: Path) -> Path:
+    """Copy a built binary to `dest` (the release's dist folder), atomically."""
+    if not source.is_file():
+        raise OutputError(f"no binary at {source}", hint="check the build target and the build log")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copy2(source, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    return dest

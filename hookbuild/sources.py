@@ -1,0 +1,81 @@
+"""Source checkouts (Envoy, istio/proxy, cilium/proxy): which commit, and whether the tree is dirty."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from hookbuild.errors import SourceError
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceState:
+    role: str  # "envoy" or "proxy"
+    path: Path
+    commit: str
+    dirty: bool
+    branch: str | None  # None when HEAD is detached
+
+
+def inspect(path: Path, *, role: str) -> SourceState:
+    if not path.is_dir():
+        raise SourceError(f"{role} checkout {path} does not exist", hint=f"pass --{role} PATH to a git checkout")
+    try:
+        repo = git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise SourceError(
+            f"{role} checkout {path} is not a git repository",
+            hint=f"pass --{role} PATH to a git checkout (releases record the commit they were built from)",
+        ) from exc
+    with repo:
+        if repo.working_tree_dir is None or Path(repo.working_tree_dir).resolve() != path.resolve():
+            raise SourceError(
+                f"{role} path {path} is inside a repository but not its top level ({repo.working_tree_dir})",
+                hint=f"pass the top of the {role} checkout",
+            )
+        try:
+            commit = repo.head.commit.hexsha
+        except ValueError as exc:
+            raise SourceError(f"{role} checkout {path} has no commits", hint="commit the sources first") from exc
+        branch = None if repo.head.is_detached else repo.active_branch.name
+        dirty = repo.is_dirty(untracked_files=True)
+    return SourceState(role=role, path=path.resolve(), commit=commit, dirty=dirty, branch=branch)
+
+
+def require_clean(states: list[SourceState], *, allow_dirty: bool) -> None:
+    dirty = [state for state in states if state.dirty]
+    if dirty and not allow_dirty:
+        names = ", ".join(f"{state.role} ({state.path})" for state in dirty)
+        raise SourceError(
+            f"uncommitted changes in {names}",
+            hint="commit them, or pass --allow-dirty (the release is then recorded as dirty)",
+        )
+
+
+_SAMPLE_IDENTITY = {
+    "GIT_AUTHOR_NAME": "hookbuild sample",
+    "GIT_AUTHOR_EMAIL": "sample@hookbuild.invalid",
+    "GIT_AUTHOR_DATE": "1767225600 +0000",
+    "GIT_COMMITTER_NAME": "hookbuild sample",
+    "GIT_COMMITTER_EMAIL": "sample@hookbuild.invalid",
+    "GIT_COMMITTER_DATE": "1767225600 +0000",
+}
+
+
+def materialize_sample(source: Path, dest: Path) -> Path:
+    """Copy a bundled sample tree into a git repository with a reproducible commit.
+
+    Same content gives the same commit SHA on every machine, so retries of a sample release are recognised.
+    """
+    if not source.is_dir():
+        raise SourceError(f"sample sources {source} are missing", hint="reinstall hookbuild from a full checkout")
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest, symlinks=True, ignore=shutil.ignore_patterns("bazel-*", "out", "__pycache__"))
+    with git.Repo.init(dest, initial_branch="main") as repo:
+        repo.git.add(A=True)
+        repo.git.commit(m=f"hookbuild sample: {source.name}", no_verify=True, env=_SAMPLE_IDENTITY)
+    return dest

@@ -1,0 +1,39 @@
+"""Variants: one recipe per line of the record (istio, cilium, envoy, istio-perf).
+
+A recipe is data: where the sample sources are, which build system drives it, which dockerfile and base
+image make the image, where the binary goes. Adding a variant is one small module here plus a dockerfile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import import_module
+
+from hookbuild.errors import UsageError
+
+NAMES = ("istio", "cilium", "envoy", "istio-perf")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    name: str
+    title: str
+    image_name: str
+    dockerfile: str  # file name under dockerfiles/
+    binary_in_image: str
+    base_image: str  # the upstream image the release is built FROM
+    sample_base_image: str  # the locally made stand-in (scripts/setup.sh)
+    build_system: str  # a module of hookbuild.buildsys
+    target: str  # the build system's target, e.g. istio/proxy's `build_envoy`
+    symbols_config: str  # Bazel config that keeps symbols (the release configs strip every hookpoint)
+    needs_proxy: bool = True
+    samples: dict[str, str] = field(default_factory=dict)  # role -> folder under examples/
+
+
+def get(name: str) -> Variant:
+    if name not in NAMES:
+        raise UsageError(f"unknown variant {name!r}", hint=f"choose one of: {', '.join(NAMES)}")
+    module = import_module(f"hookbuild.variants.{name.replace('-', '_')}")
+    variant = module.VARIANT
+    assert isinstance(variant, Variant)
+    return variant

@@ -1,0 +1,17 @@
+"""The Istio sidecar: Envoy built inside istio/proxy, replacing /usr/local/bin/envoy in istio/proxyv2."""
+
+from hookbuild.variants import Variant
+
+VARIANT = Variant(
+    name="istio",
+    title="Modified Istio proxy",
+    image_name="istio-proxy",
+    dockerfile="custom_istio.dockerfile",
+    binary_in_image="/usr/local/bin/envoy",
+    base_image="docker.io/istio/proxyv2:1.28.0",
+    sample_base_image="hookbuild-sample/proxyv2:sample",
+    build_system="istio_make",
+    target="build_envoy",
+    symbols_config="release-symbol",
+    samples={"envoy": "envoy", "proxy": "proxy"},
+)

@@ -1,0 +1,200 @@
+"""The whole release on real components: Bazel in the build container, the engine, the local registry, git."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import tomllib
+from pathlib import Path
+
+import docker
+import git
+import pytest
+
+from conftest import ROOT, run_invoke
+from hookbuild import config, symbols, variants
+from hookbuild.release import EnvoyMode, Request, plan
+from hookbuild.version import Version
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
+
+REGISTRY = "127.0.0.1:5000"
+
+
+def registry_auth() -> dict[str, str]:
+    password = Path("/etc/hookbuild/registry-password")
+    if not password.is_file():
+        pytest.fail("no local registry credentials; run scripts/setup.sh")
+    return {"username": "hookbuild", "password": password.read_text().strip()}
+
+
+def sample_repo(tmp_path: Path, name: str) -> Path:
+    dest = tmp_path / name
+    shutil.copytree(ROOT / "examples" / name, dest, ignore=shutil.ignore_patterns("bazel-*", "out"))
+    repo = git.Repo.init(dest)
+    repo.git.add(A=True)
+    repo.git.commit(m="sample", author="t <t@example.invalid>")
+    repo.close()
+    return dest
+
+
+def file_from_image(client: docker.DockerClient, image: str, path: str, dest: Path) -> Path:
+    container = client.containers.create(image)
+    try:
+        stream, _ = container.get_archive(path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.getmembers()[0]
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            dest.write_bytes(extracted.read())
+    finally:
+        container.remove()
+    return dest
+
+
+def digest_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> None:
+    settings = config.load(ROOT, env={"HOOKBUILD_DIST": str(tmp_path)})
+    before = digest_of(ROOT / "versions.toml")
+    release_plan = plan(
+        Request(variant=variants.get("istio"), version=Version(12, 1), envoy=None, proxy=None, sample=True),
+        settings,
+    )
+    steps = "\n".join(release_plan.steps())
+    assert "make build_envoy BUILD_WITH_CONTAINER=1" in steps
+    assert "BAZEL_CONFIG_REL=--config=release-symbol" in steps
+    assert f"{REGISTRY}/hookbuild/istio-proxy:12.1" in steps
+    assert 'http_archive(name = "envoy") -> local_repository(path = "/envoy")' in steps
+    assert release_plan.versions_file == tmp_path / "sample" / "versions.toml"
+    assert digest_of(ROOT / "versions.toml") == before
+    override = plan(
+        Request(variant=variants.get("istio"), version=Version(12, 1), envoy=None, proxy=None, sample=True,
+                envoy_mode=EnvoyMode.OVERRIDE),
+        settings,
+    )
+    assert override.edit is None
+    assert "--override_repository=envoy=/envoy" in override.build.command.env["BAZEL_BUILD_ARGS"]
+
+
+def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
+    ran = run_invoke("release", "--variant", "istio", "--sample", "--dry-run", env={"HOOKBUILD_DIST": str(tmp_path)})
+    assert ran.returncode == 0, ran.stderr
+    assert "dry run, nothing changed" in ran.stdout
+    assert "9. record:" in ran.stdout
+    assert not (tmp_path / "sample" / "istio").exists()
+
+
+def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    env = {"HOOKBUILD_DIST": str(tmp_path)}
+    ran = run_invoke("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    result = json.loads(ran.stdout)
+    assert result["image"] == f"{REGISTRY}/hookbuild/istio-proxy:12.1" and not result["reused"]
+    assert "│" in ran.stderr  # the build log streamed live
+    assert (tmp_path / "sample" / "istio" / "12.1" / "build.log").read_text().count("\n") > 3
+
+    # The registry holds the pushed digest, and the image's Envoy is the traced binary.
+    registry_data = docker_client.images.get_registry_data(result["image"], auth_config=registry_auth())
+    assert registry_data.id == result["digest"]
+    docker_client.images.remove(result["image"], noprune=True)
+    docker_client.images.pull(f"{REGISTRY}/hookbuild/istio-proxy", tag="12.1", auth_config=registry_auth())
+    envoy = file_from_image(docker_client, result["pinned"], "/usr/local/bin/envoy", tmp_path / "envoy-in-image")
+    info = symbols.read_binary(envoy)
+    assert not info.stripped
+    names = {h.demangled.split("(")[0] for h in info.hookpoints}
+    assert {"Envoy::Http::hookpointDecodeHeaders", "Envoy::Router::hookpointRouterDecodeHeaders"} <= names
+    assert info.sha256 == result["binary_sha256"]
+
+    # Recorded in the scratch record, never in the real one.
+    recorded = tomllib.loads((tmp_path / "sample" / "versions.toml").read_text())
+    entry = next(e for e in recorded["istio"] if e["version"] == "12.1")
+    assert entry["release"]["digest"] == result["digest"]
+    assert {h["mangled"] for h in entry["release"]["hookpoints"]} == {h.name for h in info.hookpoints}
+    assert "12.1" not in [e["version"] for e in tomllib.loads((ROOT / "versions.toml").read_text())["istio"]]
+
+    # A CI retry with the same inputs reports the record and does nothing.
+    again = run_invoke("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    retried = json.loads(again.stdout)
+    assert retried["reused"] and retried["digest"] == result["digest"]
+    assert "build" not in retried["durations"] and "push" not in retried["durations"]
+
+
+def test_override_mode_edits_no_file(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    envoy, proxy = sample_repo(tmp_path, "envoy"), sample_repo(tmp_path, "proxy")
+    workspace = digest_of(proxy / "WORKSPACE")
+    versions = tmp_path / "versions.toml"
+    shutil.copyfile(ROOT / "versions.toml", versions)
+    ran = run_invoke(
+        "release", "--variant", "istio", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
+        "--envoy-mode", "override", "--base-image", "hookbuild-sample/proxyv2:sample",
+        "--versions-file", str(versions), "--json",
+        env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert digest_of(proxy / "WORKSPACE") == workspace
+    assert "--override_repository=envoy=/envoy" in (tmp_path / "dist" / "istio" / "13.0" / "build.log").read_text()
+    assert json.loads(ran.stdout)["hookpoints"] >= 4
+
+
+def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> None:
+    envoy, proxy = sample_repo(tmp_path, "envoy"), sample_repo(tmp_path, "proxy")
+    main = next((envoy / "source").rglob("main.cc"))
+    main.write_text(main.read_text() + "\nthis is not C++;\n")
+    repo = git.Repo(envoy)
+    repo.git.commit(a=True, m="break the build")
+    repo.close()
+    workspace = digest_of(proxy / "WORKSPACE")
+    versions = tmp_path / "versions.toml"
+    shutil.copyfile(ROOT / "versions.toml", versions)
+    record_before = digest_of(versions)
+    ran = run_invoke(
+        "release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
+        "--base-image", "hookbuild-sample/proxyv2:sample", "--versions-file", str(versions),
+        env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
+    )
+    assert ran.returncode == 1
+    error_lines = [line for line in ran.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "the build failed" in error_lines[0] and "build.log" in error_lines[0]
+    assert "Traceback" not in ran.stderr
+    assert digest_of(proxy / "WORKSPACE") == workspace
+    assert not git.Repo(proxy).is_dirty(untracked_files=True)
+    assert digest_of(versions) == record_before
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HOOKBUILD_REGISTRY_USER": "hookbuild", "HOOKBUILD_REGISTRY_PASSWORD": "wrong-password-123"},
+         "unauthorized"),
+        ({"HOOKBUILD_REGISTRY": "127.0.0.1:5999"}, "push of 127.0.0.1:5999/hookbuild/istio-proxy:14.3 failed"),
+    ],
+    ids=["wrong-password", "registry-down"],
+)
+def test_failed_push_records_nothing(
+    tmp_path: Path, docker_client: docker.DockerClient, env: dict[str, str], expected: str
+) -> None:
+    ran = run_invoke("release", "--sample", "--version", "14.3", env={"HOOKBUILD_DIST": str(tmp_path), **env})
+    assert ran.returncode != 0
+    assert expected in ran.stderr and "Traceback" not in ran.stderr
+    assert "wrong-password-123" not in ran.stderr + ran.stdout
+    recorded = tomllib.loads((tmp_path / "sample" / "versions.toml").read_text())
+    assert "14.3" not in [e["version"] for e in recorded["istio"]]
+    registry = env.get("HOOKBUILD_REGISTRY", REGISTRY)
+    tags = [tag for image in docker_client.images.list() for tag in image.tags]
+    assert f"{registry}/hookbuild/istio-proxy:14.3" not in tags  # no tag left behind
+
+
+def test_dirty_sources_are_refused(tmp_path: Path) -> None:
+    envoy, proxy = sample_repo(tmp_path, "envoy"), sample_repo(tmp_path, "proxy")
+    (envoy / "scratch.txt").write_text("uncommitted")
+    ran = run_invoke("release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
+                     "--versions-file", str(tmp_path / "none.toml"))
+    assert ran.returncode == 1
+    assert "uncommitted changes in envoy" in ran.stderr and "--allow-dirty" in ran.stderr
