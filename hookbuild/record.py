@@ -297,7 +297,7 @@ def loads(text: str, *, path: Path | None = None) -> Record:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecordError(
-            f"{name}: invalid TOML: {exc}", hint="fix the syntax at that line (nothing was written)"
+            f"{name}: invalid TOML: {exc}", hint="fix the syntax at that line; nothing was written"
         ) from None
     return _Validator(text, name, path).record(data)
 
@@ -324,7 +324,7 @@ class _Validator:
             where = f"{self.name}:{line}" if line else self.name
             raise RecordError(
                 f"{where}: {_dotted(problem.keypath)}: {problem.problem}",
-                hint=f"{problem.hint} (nothing was written)",
+                hint=f"{problem.hint}; nothing was written",
             ) from None
 
     def _record(self, data: Mapping[str, Any]) -> Record:
@@ -550,7 +550,7 @@ def _line_of(text: str, keypath: tuple[str | int, ...]) -> int | None:
             if have != want:
                 break
             matched += 1
-        if matched == len(full) and (best is None or matched > best[0]):
+        if matched == min(len(full), len(keypath)) and (best is None or matched > best[0]):
             best = (matched, number)
     return best[1] if best else None
 
