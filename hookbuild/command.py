@@ -50,6 +50,16 @@ def require(tool: str, *, hint: str) -> str:
     return path
 
 
+def _require_program(command: Command) -> None:
+    program = command.argv[0]
+    if "/" in program:  # a script of the checkout, e.g. ci/run_envoy_docker.sh
+        path = Path(program) if Path(program).is_absolute() else (command.cwd or Path.cwd()) / program
+        if not os.access(path, os.X_OK):
+            raise ToolMissing(f"{path} is missing or not executable", hint="is this the right checkout?")
+        return
+    require(program, hint=f"install {program} (scripts/setup.sh installs every tool hookbuild uses)")
+
+
 def run(
     command: Command,
     *,
@@ -59,7 +69,7 @@ def run(
     what: str | None = None,
 ) -> Result:
     """Run to completion, streaming merged stdout/stderr line by line to the log, `log_file` and `on_line`."""
-    require(command.argv[0], hint=f"install {command.argv[0]} (scripts/setup.sh installs every tool hookbuild uses)")
+    _require_program(command)
     log.info("$ %s", command.display())
     env = {**os.environ, **command.env}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)

@@ -66,3 +66,36 @@ def collect(source: Path, dest: Path) -> Path:
     os.chmod(tmp, 0o755)
     os.replace(tmp, dest)
     return dest
+
+
+def extract(archive: Path, member: str, dest: Path) -> Path:
+    """Copy one file out of a release tarball (`.tar.zst`, as Envoy's do_ci.sh writes, or plain `.tar`)."""
+    import tarfile
+
+    import zstandard
+
+    if not archive.is_file():
+        raise OutputError(f"no release archive at {archive}", hint="check the build target and the build log")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    found = False
+    try:
+        with archive.open("rb") as raw:
+            stream = zstandard.ZstdDecompressor().stream_reader(raw) if archive.suffix == ".zst" else raw
+            with tarfile.open(fileobj=stream, mode="r|*") as tar:
+                for info in tar:
+                    if info.name.removeprefix("./") == member and info.isfile():
+                        source = tar.extractfile(info)
+                        assert source is not None
+                        with tmp.open("wb") as out:
+                            shutil.copyfileobj(source, out)
+                        found = True
+                        break
+    except (tarfile.TarError, zstandard.ZstdError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot read {archive}: {exc}", hint="rebuild; the archive is damaged") from exc
+    if not found:
+        raise OutputError(f"{archive} holds no {member}", hint="is this a release.server_only build?")
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    return dest

@@ -101,7 +101,7 @@ class Plan:
             f"sources: check {sources} (commit, dirty{' allowed' if self.allow_dirty else ' refused'})",
             f"workspace: {edit}",
             f"build: (cd {self.build.command.cwd} && {self.build.command.display()}), log {self.build_log}",
-            f"locate: {self.build.output_link}/{self.build.output_name} -> {self.binary}",
+            f"locate: {self.build.describe_output()} -> {self.binary}",
             "hookpoints: read the binary's hookpoint symbols; none, or a stripped binary, fails the release",
             f"scripts: uprobe scripts and trace_all.sh into {self.dist}",
             f"image: build {self.dockerfile.name} FROM {self.base_image} as {self.image}",
@@ -178,6 +178,7 @@ def plan(request: Request, settings: Settings) -> Plan:
         target=variant.target,
         symbols_config=variant.symbols_config,
         override=request.envoy_mode is EnvoyMode.OVERRIDE,
+        workdir=(settings.dist / "sample" if request.sample else settings.dist) / "build" / variant.name,
         bazel=BazelOptions(
             remote_cache=settings.bazel_remote_cache,
             remote_executor=settings.bazel_remote_executor,
@@ -298,8 +299,11 @@ def execute(
         with editing:
             command.run(plan.build.command, log_file=plan.build_log, on_line=_build_line, what="the build")
     with _stage("locate", durations):
-        directory = outputs.resolve_link(plan.build.output_link, client=client)
-        outputs.collect(directory / plan.build.output_name, plan.binary)
+        built = outputs.resolve_link(plan.build.output_link, client=client) / plan.build.output_name
+        if plan.build.archive_member:
+            outputs.extract(built, plan.build.archive_member, plan.binary)
+        else:
+            outputs.collect(built, plan.binary)
     with _stage("hookpoints", durations):
         info = symbols.read_binary(plan.binary)
         _require_traceable(plan, info)
@@ -368,7 +372,9 @@ def _require_traceable(plan: Plan, info: BinaryInfo) -> None:
         reason = "is stripped" if info.stripped else "has no hookpoint symbols"
         raise HookbuildError(
             f"{plan.binary} {reason}: an image built from it could not be traced",
-            hint=f"build with symbols (--config={plan.variant.symbols_config}) and add hookpoint* functions",
+            hint="build with symbols"
+            + (f" (--config={plan.variant.symbols_config})" if plan.variant.symbols_config else "")
+            + " and add hookpoint* functions to Envoy",
         )
     dead = [h.demangled for h in info.hookpoints if not h.called]
     for name in dead:

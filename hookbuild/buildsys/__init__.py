@@ -32,4 +32,9 @@ class BazelOptions:
 class BuildSpec:
     command: Command
     output_link: Path  # e.g. <proxy>/bazel-bin, possibly dangling into the build container
-    output_name: PurePosixPath  # path of the binary below the link
+    output_name: PurePosixPath  # the binary (or the archive holding it) below the link
+    archive_member: str | None = None  # the binary with symbols inside a release archive
+
+    def describe_output(self) -> str:
+        where = f"{self.output_link}/{self.output_name}"
+        return f"{where}!{self.archive_member}" if self.archive_member else where

@@ -16,8 +16,11 @@ from hookbuild.workspace import ENVOY_MOUNT
 
 
 def spec(
-    *, proxy: Path, envoy: Path, target: str, symbols_config: str, override: bool, bazel: BazelOptions
+    *, proxy: Path | None, envoy: Path, target: str, symbols_config: str | None, override: bool,
+    bazel: BazelOptions, workdir: Path,
 ) -> BuildSpec:
+    del workdir  # the build container keeps its state in the `cache` volume
+    assert proxy is not None and symbols_config is not None
     build_args = []
     if override:
         build_args.append(f"--override_repository=envoy={ENVOY_MOUNT}")

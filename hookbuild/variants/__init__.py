@@ -25,7 +25,7 @@ class Variant:
     sample_base_image: str  # the locally made stand-in (scripts/setup.sh)
     build_system: str  # a module of hookbuild.buildsys
     target: str  # the build system's target, e.g. istio/proxy's `build_envoy`
-    symbols_config: str  # Bazel config that keeps symbols (the release configs strip every hookpoint)
+    symbols_config: str | None  # Bazel config that keeps symbols (the release configs strip every hookpoint)
     needs_proxy: bool = True
     samples: dict[str, str] = field(default_factory=dict)  # role -> folder under examples/
 

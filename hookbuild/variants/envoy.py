@@ -1,0 +1,18 @@
+"""Plain Envoy, built by Envoy's own CI scripts, replacing /usr/local/bin/envoy in the Envoy image."""
+
+from hookbuild.variants import Variant
+
+VARIANT = Variant(
+    name="envoy",
+    title="Modified Envoy",
+    image_name="envoy",
+    dockerfile="envoy.dockerfile",
+    binary_in_image="/usr/local/bin/envoy",
+    base_image="docker.io/envoyproxy/envoy:v1.36.2",
+    sample_base_image="hookbuild-sample/envoy:sample",
+    build_system="envoy_ci",
+    target="release.server_only",
+    symbols_config=None,  # release.server_only ships dbg/envoy with symbols beside the stripped one
+    needs_proxy=False,
+    samples={"envoy": "envoy"},
+)
