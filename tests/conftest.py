@@ -46,3 +46,11 @@ def docker_client():  # type: ignore[no-untyped-def]
         pytest.fail(f"Docker engine not reachable ({exc}); run scripts/setup.sh")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """g++-built hookpoint binaries (gcc, lld PIE, stripped, changed, 32-bit, non-ELF): symbols tests."""
+    from elf_samples import build
+
+    return build(tmp_path_factory.mktemp("elf-samples"))

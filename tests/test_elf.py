@@ -1,0 +1,117 @@
+"""hookbuild.elf on real g++ output: equal to nm, offsets on an LLD PIE, damaged files give SymbolError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from elf_samples import Samples, load_segments, nm_hookpoints
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hookbuild import elf
+from hookbuild.errors import SymbolError
+
+
+def _names(binary: Path, table: str = "symtab") -> set[tuple[str, int]]:
+    with elf.open_image(binary) as image:
+        return {(s.name, s.value) for s in image.symbols("hookpoint", table)}
+
+
+def test_symtab_equals_nm(samples: Samples) -> None:
+    for binary in (samples.gcc, samples.lld, samples.changed):
+        assert _names(binary) == nm_hookpoints(binary) != set()
+
+
+def test_stripped_keeps_dynsym_exports(samples: Samples) -> None:
+    with elf.open_image(samples.stripped) as image:
+        assert not image.has_symtab
+    assert _names(samples.stripped, "dynsym") == nm_hookpoints(samples.stripped, dynamic=True)
+    assert {name for name, _ in _names(samples.stripped, "dynsym")} == {"_Z17hookpointExportedi"}
+
+
+def test_other_patterns_and_suffix_sharing(samples: Samples) -> None:
+    with elf.open_image(samples.gcc) as image:
+        got = {s.name for s in image.symbols("DecodeHeaders")}
+        assert got == {n for n, _ in nm_hookpoints(samples.gcc, pattern="DecodeHeaders")}
+        assert len(got) == 2
+        assert image.symbols("no-such-symbol-anywhere") == []
+
+
+def test_lld_pie_file_offset_differs_from_address(samples: Samples) -> None:
+    segs = load_segments(samples.lld)
+    with elf.open_image(samples.lld) as image:
+        assert image.pie and image.machine == "x86-64" and image.build_id
+        for sym in image.symbols("hookpoint"):
+            (offset, vaddr) = next((o, v) for o, v, size, x in segs if x and v <= sym.value < v + size)
+            assert image.file_offset(sym.value) == sym.value - vaddr + offset != sym.value
+
+
+def test_call_sites(samples: Samples) -> None:
+    with elf.open_image(samples.gcc) as image:
+        syms = {s.name: s.value for s in image.symbols("hookpoint")}
+        called = image.call_targets(syms.values())
+    assert called is not None
+    assert {n for n, a in syms.items() if a not in called} == {"_Z13hookpointDeadv"}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("elf32", "32-bit ELF"),
+        ("text", "not an ELF file"),
+        ("missing", "no such file"),
+        ("empty", "empty file"),
+    ],
+)
+def test_unreadable_files(samples: Samples, tmp_path: Path, name: str, expected: str) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    path = {"elf32": samples.elf32, "text": samples.text}.get(name, tmp_path / name)
+    with pytest.raises(SymbolError, match=expected), elf.open_image(path):
+        pass
+
+
+def test_truncated_symtab(samples: Samples, tmp_path: Path) -> None:
+    data = samples.gcc.read_bytes()
+    cut = tmp_path / "cut"
+    cut.write_bytes(data[: len(data) // 2] + data[-64 * 40 :])  # section headers kept, tables cut
+    with pytest.raises(SymbolError, match=r"truncated|malformed"), elf.open_image(cut) as image:
+        image.symbols("hookpoint")
+
+
+def _read_all(path: Path) -> None:
+    with elf.open_image(path) as image:
+        syms = image.symbols("hookpoint") + image.symbols("hookpoint", "dynsym")
+        image.call_targets(s.value for s in syms)
+        for s in syms:
+            image.file_offset(s.value)
+        _ = image.build_id, image.pie, image.code_digest()
+
+
+@settings(deadline=2000, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_damaged_files_raise_only_symbol_error(
+    samples: Samples, tmp_path: Path, data: st.DataObject
+) -> None:
+    original = bytearray(samples.lld.read_bytes())
+    if data.draw(st.booleans(), label="truncate"):
+        blob = original[: data.draw(st.integers(0, len(original) - 1), label="length")]
+    else:
+        blob = original
+        for _ in range(data.draw(st.integers(1, 16), label="mutations")):
+            # Headers and tables are where parsers break: aim there more often than at code.
+            where = data.draw(
+                st.one_of(
+                    st.integers(0, 64),
+                    st.integers(len(blob) - 64 * 40, len(blob) - 1),
+                    st.integers(0, len(blob) - 1),
+                ),
+                label="offset",
+            )
+            blob[where] = data.draw(st.integers(0, 255), label="byte")
+    path = tmp_path / "fuzzed"
+    path.write_bytes(bytes(blob))
+    try:
+        _read_all(path)
+    except SymbolError as exc:
+        assert exc.line()
