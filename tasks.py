@@ -197,7 +197,7 @@ def bump(
 
     with errors_to_exit():
         if not variant:
-            raise UsageError("bump needs --variant", hint="e.g. invoke bump --variant istio --minor --summary T")
+            raise UsageError("bump needs --variant", hint="e.g. --variant istio --minor --summary TEXT")
         if major == minor:
             raise UsageError("bump needs exactly one of --major or --minor", hint="pass one of them")
         if not summary.strip():

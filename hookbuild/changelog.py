@@ -47,5 +47,6 @@ def _line(entry: Entry) -> str:
 
 def _sentence(text: str) -> str:
     text = text.strip()
-    text = text[:1].upper() + text[1:]
+    if text[:2].islower():  # "adds ..." -> "Adds ...", but keep "gRPC ..." as written
+        text = text[:1].upper() + text[1:]
     return text if text.endswith((".", "!", "?", ")")) and not text.endswith("()") else f"{text}."

@@ -1,4 +1,4 @@
-"""versions.toml: the seed record, schema errors, tomlkit edits, locking and atomic writes (real processes)."""
+"""versions.toml: seed record, schema errors, tomlkit edits, locking, atomic writes (real processes)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,9 @@ def provenance(**changes: object) -> record.Provenance:
         "proxy_commit": "c" * 40,
         "binary_sha256": "d" * 64,
         "build_id": "0123abcd",
-        "hookpoints": (record.Hookpoint(mangled="_ZN5Envoy4Http9hookpointEv", demangled="Envoy::Http::hookpoint()"),),
+        "hookpoints": (
+            record.Hookpoint(mangled="_ZN5Envoy4Http9hookpointEv", demangled="Envoy::Http::hookpoint()"),
+        ),
         "scripts": ("trace_all.sh",),
         "inputs_key": "e" * 64,
         "base_image": "docker.io/istio/proxyv2:1.26.0",
@@ -70,12 +72,23 @@ def test_seed_record_is_complete() -> None:
     assert rec.variants() == ("istio", "cilium", "envoy", "istio-perf")
     refs = {entry.ref: entry for entry in rec.entries}
     assert set(refs) == {
-        "istio@10.1", "istio@11.5", "istio@11.6", "istio@11.7", "istio@11.8", "istio@12.0",
-        "cilium@2.0", "cilium@2.1", "cilium@2.2", "istio-perf@1.0", "istio-perf@1.1",
+        "istio@10.1",
+        "istio@11.5",
+        "istio@11.6",
+        "istio@11.7",
+        "istio@11.8",
+        "istio@12.0",
+        "cilium@2.0",
+        "cilium@2.1",
+        "cilium@2.2",
+        "istio-perf@1.0",
+        "istio-perf@1.1",
     }
     assert {r for r, e in refs.items() if e.verified} == {"istio@10.1", "istio@11.5", "istio@12.0"}
     assert {r for r, e in refs.items() if e.status is record.Status.DEPRECATED} == {
-        "istio@11.6", "istio@11.7", "cilium@2.0"
+        "istio@11.6",
+        "istio@11.7",
+        "cilium@2.0",
     }
     assert refs["cilium@2.1"].status is record.Status.TEST_ONLY
     assert refs["istio@11.8"].supersedes == Version.parse("11.7")
@@ -125,27 +138,67 @@ BREAKAGES = [
     # (old text, new text, expected line content, expected field path, expected words)
     ('version = "12.0"', 'version = "v12.0"', 'version = "v12.0"', "istio[1].version", "invalid version"),
     ('version = "12.0"', 'version = "12"', 'version = "12"', "istio[1].version", "invalid version"),
-    ('status = "working"\nverified = true', 'status = "broken"\nverified = true', 'status = "broken"',
-     "istio[1].status", "not one of"),
-    ('verified = true', 'verified = "yes"', 'verified = "yes"', "istio[1].verified", "true or false"),
-    ('istio-proxy:12.0"\n', 'istio-proxy:12.0"\ncolour = "red"\n', 'colour = "red"', "istio[1].colour",
-     "unknown key"),
+    (
+        'status = "working"\nverified = true',
+        'status = "broken"\nverified = true',
+        'status = "broken"',
+        "istio[1].status",
+        "not one of",
+    ),
+    ("verified = true", 'verified = "yes"', 'verified = "yes"', "istio[1].verified", "true or false"),
+    (
+        'istio-proxy:12.0"\n',
+        'istio-proxy:12.0"\ncolour = "red"\n',
+        'colour = "red"',
+        "istio[1].colour",
+        "unknown key",
+    ),
     ('version = "11.8"', 'version = "12.0"', 'version = "12.0"', "istio[1].version", "recorded twice"),
-    ('features = ["symbols"]', 'features = ["symbols", "Bad Tag"]', 'features = ["symbols", "Bad Tag"]',
-     "cilium[0].features", "not a feature tag"),
-    ('istio-proxy:12.0"\n', 'istio-proxy:12.0"\nbased_on = "istio@9.9"\n', 'based_on = "istio@9.9"',
-     "istio[1].based_on", "not in the record"),
-    ('packages = []\n\n[[istio]]', 'packages = []\nsupersedes = "12.0"\n\n[[istio]]', 'supersedes = "12.0"',
-     "istio[0].supersedes", "not older than"),
-    ('packages = []\n\n[[istio]]', 'packages = []\nsupersedes = "10.1"\n\n[[istio]]', 'supersedes = "10.1"',
-     "istio[0].supersedes", "not in the record"),
-    ('status = "working"\nverified = false\nsummary = "Use', 'status = "deprecated"\nverified = false\nsummary = "Use',
-     '[[cilium]]', "cilium[0].status_reason", "needs a reason"),
+    (
+        'features = ["symbols"]',
+        'features = ["symbols", "Bad Tag"]',
+        'features = ["symbols", "Bad Tag"]',
+        "cilium[0].features",
+        "not a feature tag",
+    ),
+    (
+        'istio-proxy:12.0"\n',
+        'istio-proxy:12.0"\nbased_on = "istio@9.9"\n',
+        'based_on = "istio@9.9"',
+        "istio[1].based_on",
+        "not in the record",
+    ),
+    (
+        "packages = []\n\n[[istio]]",
+        'packages = []\nsupersedes = "12.0"\n\n[[istio]]',
+        'supersedes = "12.0"',
+        "istio[0].supersedes",
+        "not older than",
+    ),
+    (
+        "packages = []\n\n[[istio]]",
+        'packages = []\nsupersedes = "10.1"\n\n[[istio]]',
+        'supersedes = "10.1"',
+        "istio[0].supersedes",
+        "not in the record",
+    ),
+    (
+        'status = "working"\nverified = false\nsummary = "Use',
+        'status = "deprecated"\nverified = false\nsummary = "Use',
+        "[[cilium]]",
+        "cilium[0].status_reason",
+        "needs a reason",
+    ),
     ("schema = 1", "schema = 2", "schema = 2", "schema", "schema must be 1"),
-    ('\n[[cilium]]\n', '\n[[cillium]]\n', "[[cillium]]", "cillium", "unknown key"),
-    ('summary = "Add `linux', 'sumary = "Add `linux', 'sumary = ', "istio[1].sumary", "unknown key"),
-    ('summary = "Add `linux-tools-6.8.0-71-generic` to support perf"\n', '', "[[istio]]", "istio[1]",
-     "missing required key 'summary'"),
+    ("\n[[cilium]]\n", "\n[[cillium]]\n", "[[cillium]]", "cillium", "unknown key"),
+    ('summary = "Add `linux', 'sumary = "Add `linux', "sumary = ", "istio[1].sumary", "unknown key"),
+    (
+        'summary = "Add `linux-tools-6.8.0-71-generic` to support perf"\n',
+        "",
+        "[[istio]]",
+        "istio[1]",
+        "missing required key 'summary'",
+    ),
 ]
 
 
@@ -172,7 +225,7 @@ def test_schema_errors_name_line_and_field(
 
 
 def test_invalid_toml_names_the_line(small: Path) -> None:
-    small.write_text(small.read_text().replace('summary = "The working', 'summary = The working'))
+    small.write_text(small.read_text().replace('summary = "The working', "summary = The working"))
     before = digest(small)
     with pytest.raises(RecordError, match=r"invalid TOML: .*line 20"):
         record.load(small)
@@ -210,7 +263,9 @@ def test_a_failing_change_leaves_the_file_untouched(small: Path) -> None:
 
 def test_golden_bump(small: Path) -> None:
     assert str(record.bump(small, "istio", "minor", "Trace the router").version) == "12.1"
-    assert str(record.bump(small, "cilium", "major", "Cilium 3", features=["symbols", "perf"]).version) == "3.0"
+    assert (
+        str(record.bump(small, "cilium", "major", "Cilium 3", features=["symbols", "perf"]).version) == "3.0"
+    )
     assert str(record.bump(small, "envoy", "major", "First plain Envoy").version) == "1.0"
     record.set_status(small, "istio@11.8", record.Status.DEPRECATED, "superseded by 12.0")
     assert small.read_text() == (DATA / "small.bumped.toml").read_text()
@@ -236,7 +291,7 @@ def test_dry_run_writes_nothing(seed: Path) -> None:
 
 
 def test_bump_checks_relations(seed: Path) -> None:
-    with pytest.raises(RecordError, match="based_on.*not in the record"):
+    with pytest.raises(RecordError, match=r"based_on.*not in the record"):
         record.bump(seed, "istio-perf", "minor", "x", based_on="istio@99.0")
     with pytest.raises(VersionError, match="unknown variant"):
         record.bump(seed, "nope", "minor", "x")
@@ -276,11 +331,17 @@ def test_release_provenance_round_trip(seed: Path) -> None:
 
 def test_add_whole_entry(seed: Path) -> None:
     entry = record.Entry(
-        variant="envoy", version=Version.parse("1.0"), summary="first", features=("symbols",),
-        upstream=record.Upstream(envoy="1.34.4"), release=provenance(image="127.0.0.1:5000/hookbuild/envoy:1.0"),
+        variant="envoy",
+        version=Version.parse("1.0"),
+        summary="first",
+        features=("symbols",),
+        upstream=record.Upstream(envoy="1.34.4"),
+        release=provenance(image="127.0.0.1:5000/hookbuild/envoy:1.0"),
     )
     record.add_release(seed, entry)
-    assert record.load(seed).get("envoy@1.0") == record.Entry(**{**entry.__dict__, "image": entry.release.image})  # type: ignore[union-attr]
+    assert record.load(seed).get("envoy@1.0") == record.Entry(
+        **{**entry.__dict__, "image": entry.release.image}
+    )  # type: ignore[union-attr]
     with pytest.raises(RecordError, match="already in"):
         record.add_release(seed, entry)
 
@@ -335,7 +396,8 @@ while True:
     if n % 2:
         record.bump(path, "istio", "minor", "x" * 2000 + str(n))
     else:
-        record.set_status(path, "cilium@2.2", record.Status.TEST_ONLY if n % 4 else record.Status.WORKING, str(n))
+        status = record.Status.TEST_ONLY if n % 4 else record.Status.WORKING
+        record.set_status(path, "cilium@2.2", status, str(n))
 """
 
 

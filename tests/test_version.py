@@ -10,8 +10,26 @@ from hookbuild.errors import VersionError
 from hookbuild.version import Version
 
 
-@pytest.mark.parametrize("text", ["12", "v12.0", "12.0.1", "12.0.1.2", "../x", "12.01", "01.2", "", " 12.0", "12.0\n",
-                                  "1e3.0", "-1.0", "12.a", "12..0", "１２.０"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12",
+        "v12.0",
+        "12.0.1",
+        "12.0.1.2",
+        "../x",
+        "12.01",
+        "01.2",
+        "",
+        " 12.0",
+        "12.0\n",
+        "1e3.0",
+        "-1.0",
+        "12.a",
+        "12..0",
+        "１２.０",
+    ],
+)
 def test_bad_versions_are_refused(text: str) -> None:
     with pytest.raises(VersionError, match="invalid version"):
         Version.parse(text)
