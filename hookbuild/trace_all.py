@@ -1,8 +1,8 @@
 """`trace_all.sh`, the seed's last step, generated per release from its hookpoints.
 
 The script lists every pod with an `istio-proxy` container through kubectl (or `$KUBECTL`), finds each
-sidecar's Envoy (a child of pilot-agent), and runs the release's bpftrace program filtered on that Envoy's PID,
-all pods in parallel, one output file per pod. The shell text lives in templates/trace_all.sh.tmpl; this
+sidecar's Envoy (a child of pilot-agent), and runs the release's bpftrace program filtered on that Envoy's
+PID, all pods in parallel, one output file per pod. The shell text lives in templates/trace_all.sh.tmpl; this
 module only fills in the programs made by `probes.bpftrace_script`.
 """
 
@@ -65,5 +65,5 @@ def write(dest_dir: Path, info: BinaryInfo, *, release: str) -> Path:
         temporary.replace(path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
-        raise SymbolError(f"cannot write {path}: {exc.strerror}", hint="check the directory is writable") from None
+        raise SymbolError(f"cannot write {path}: {exc.strerror}", hint="check the directory") from None
     return path
