@@ -456,3 +456,25 @@ def inject(
             "%s: %d workload(s), %d changed, image %s",
             source, len(result.workloads), changed, image.reference,
         )
+
+
+@task(
+    help={
+        "release": "the release the script is for, VARIANT@MAJOR.MINOR (e.g. istio@12.0)",
+        "binary": "the released Envoy binary to read the hookpoints from",
+        "output": "directory to write trace_all.sh into (default: dist/<variant>/<version>)",
+    }
+)
+def trace_script(c: Context, release: str, binary: str, output: str | None = None) -> None:
+    """Write trace_all.sh: uprobe every istio-proxy sidecar's Envoy with the release's hookpoints."""
+    import logging
+    from pathlib import Path
+
+    from hookbuild import config, logs, record, symbols, trace_all
+
+    logs.setup()
+    with errors_to_exit():
+        variant, version = record.parse_ref(release)
+        dest = Path(output) if output else config.load().dist / variant / str(version)
+        path = trace_all.write(dest, symbols.read_binary(Path(binary)), release=release)
+        logging.getLogger("hookbuild").info("wrote %s", path)

@@ -239,3 +239,13 @@ def test_exec_mode_runs_bpftrace_inside_the_sidecar(script: Path, pods: Pods, tm
     assert set(hits(tmp_path / f"exec_{decode}.txt")) == {DECODE}
     assert set(hits(tmp_path / f"exec_{encode}.txt")) == {ENCODE}
     assert "in the sidecar is pid" in (tmp_path / f"exec_{decode}.txt").read_text()
+
+
+def test_trace_script_task_writes_the_script(envoy: Path, tmp_path: Path) -> None:
+    from conftest import run_invoke
+
+    ran = run_invoke("trace-script", "-r", "istio@12.0", "-b", str(envoy), "-o", str(tmp_path))
+    assert ran.returncode == 0, ran.stderr
+    assert os.access(tmp_path / "trace_all.sh", os.X_OK)
+    ran = run_invoke("trace-script", "-r", "istio@12", "-b", str(envoy), "-o", str(tmp_path))
+    assert ran.returncode == 2 and ran.stderr.startswith("error: invalid version '12'")
