@@ -20,6 +20,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,7 @@ class Request:
     base_image: str | None = None
     allow_dirty: bool = False
     force: bool = False
+    stripped: bool = False  # ship the stripped release build; uprobes use a debug build's addresses
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +74,7 @@ class Plan:
     envoy_mode: EnvoyMode
     edit: Edit | None
     build: BuildSpec
+    debug_build: BuildSpec | None  # same sources with symbols, for the addresses of a stripped build
     dist: Path
     image: ImageRef
     base_image: str
@@ -87,6 +90,10 @@ class Plan:
         return self.dist / "envoy"
 
     @property
+    def debug_binary(self) -> Path | None:
+        return self.dist / "envoy.debug" if self.debug_build else None
+
+    @property
     def build_log(self) -> Path:
         return self.dist / "build.log"
 
@@ -95,14 +102,28 @@ class Plan:
         edit = (
             self.edit.describes + " (restored after the build)"
             if self.edit
-            else "no file edited: --override_repository=envoy=/envoy"
+            else f"no file edited: --override_repository=envoy={self.build.envoy_path}"
+        )
+        steps = [f"sources: check {sources} (commit, dirty{' allowed' if self.allow_dirty else ' refused'})"]
+        if self.build.envoy_copy:
+            patches = ", ".join(p.name for p in self.build.envoy_patches) or "no patches"
+            steps.append(f"patch: copy envoy to {self.build.envoy_copy} and apply {patches}")
+        steps.append(f"workspace: {edit}")
+        if self.debug_build and self.debug_binary:
+            steps += [
+                f"debug build: (cd {self.debug_build.command.cwd} && {self.debug_build.command.display()})",
+                f"locate: {self.debug_build.describe_output()} -> {self.debug_binary}",
+            ]
+        hookpoints = (
+            f"hookpoints: the stripped binary's addresses from {self.debug_binary} (same code, checked)"
+            if self.debug_build
+            else "hookpoints: read the binary's hookpoint symbols; none, or a stripped binary, fails the release"
         )
         return [
-            f"sources: check {sources} (commit, dirty{' allowed' if self.allow_dirty else ' refused'})",
-            f"workspace: {edit}",
+            *steps,
             f"build: (cd {self.build.command.cwd} && {self.build.command.display()}), log {self.build_log}",
             f"locate: {self.build.describe_output()} -> {self.binary}",
-            "hookpoints: read the binary's hookpoint symbols; none, or a stripped binary, fails the release",
+            hookpoints,
             f"scripts: uprobe scripts and trace_all.sh into {self.dist}",
             f"image: build {self.dockerfile.name} FROM {self.base_image} as {self.image}",
             f"push: {self.image} (credentials from HOOKBUILD_REGISTRY_* or the Docker config)",
@@ -166,27 +187,36 @@ def plan(request: Request, settings: Settings) -> Plan:
         proxy = _required_path(request.proxy or settings.proxy, "proxy") if variant.needs_proxy else None
         base_image = request.base_image or variant.base_image
     version = request.version or _next_version(settings.versions_file, variant.name, request.sample)
+    if request.stripped and not variant.can_strip:
+        raise UsageError(f"--stripped is not offered by variant {variant.name}", hint="drop --stripped")
+    scratch = settings.dist / "sample" if request.sample else settings.dist
+    module = import_module(f"hookbuild.buildsys.{variant.build_system}")
+
+    def spec(symbols: bool) -> buildsys.BuildSpec:
+        built = module.spec(
+            proxy=proxy,
+            envoy=envoy,
+            target=variant.target,
+            symbols_config=variant.symbols_config,
+            override=request.envoy_mode is EnvoyMode.OVERRIDE,
+            workdir=scratch / "build" / variant.name,
+            bazel=BazelOptions(
+                remote_cache=settings.bazel_remote_cache,
+                remote_executor=settings.bazel_remote_executor,
+                disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
+                configs=settings.bazel_configs,
+            ),
+            symbols=symbols,
+        )
+        assert isinstance(built, buildsys.BuildSpec)
+        return built
+
+    build = spec(symbols=not request.stripped)
     edit = None
     if proxy is not None:
         workspace.restore_stale(proxy)
         if request.envoy_mode is EnvoyMode.REWRITE:
-            edit = workspace.plan_edit(proxy)
-    module = __import__(f"hookbuild.buildsys.{variant.build_system}", fromlist=["spec"])
-    build = module.spec(
-        proxy=proxy,
-        envoy=envoy,
-        target=variant.target,
-        symbols_config=variant.symbols_config,
-        override=request.envoy_mode is EnvoyMode.OVERRIDE,
-        workdir=(settings.dist / "sample" if request.sample else settings.dist) / "build" / variant.name,
-        bazel=BazelOptions(
-            remote_cache=settings.bazel_remote_cache,
-            remote_executor=settings.bazel_remote_executor,
-            disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
-            configs=settings.bazel_configs,
-        ),
-    )
-    assert isinstance(build, buildsys.BuildSpec)
+            edit = workspace.plan_edit(proxy, envoy_path=build.envoy_path)
     image = ImageRef.parse(f"{settings.registry}/{settings.namespace}/{variant.image_name}:{version}")
     return Plan(
         variant=variant,
@@ -196,7 +226,8 @@ def plan(request: Request, settings: Settings) -> Plan:
         envoy_mode=request.envoy_mode,
         edit=edit,
         build=build,
-        dist=(settings.dist / "sample" if request.sample else settings.dist) / variant.name / str(version),
+        debug_build=spec(symbols=True) if request.stripped else None,
+        dist=scratch / variant.name / str(version),
         image=image,
         base_image=base_image,
         dockerfile=settings.root / "dockerfiles" / variant.dockerfile,
@@ -233,6 +264,8 @@ def inputs_key(plan: Plan, states: list[SourceState]) -> str | None:
         "sources": {state.role: state.commit for state in states},
         "envoy_mode": plan.envoy_mode.value,
         "build": plan.build.command.display(),
+        "debug_build": plan.debug_build.command.display() if plan.debug_build else None,
+        "patches": [hashlib.sha256(p.read_bytes()).hexdigest() for p in plan.build.envoy_patches if p.is_file()],
         "base_image": plan.base_image,
         "dockerfile": hashlib.sha256(plan.dockerfile.read_bytes()).hexdigest(),
         "image": str(plan.image),
@@ -293,25 +326,32 @@ def execute(
     images.require_image(client, plan.base_image, hint=_base_hint(plan))
     auth = images.credentials(plan.image.registry, user=plan.registry_user)
 
-    with _stage("build", durations):
-        plan.dist.mkdir(parents=True, exist_ok=True)
-        editing = workspace.local_envoy(plan.proxy, plan.edit) if plan.edit and plan.proxy else nullcontext()
-        with editing:
-            command.run(plan.build.command, log_file=plan.build_log, on_line=_build_line, what="the build")
-    with _stage("locate", durations):
-        built = outputs.resolve_link(plan.build.output_link, client=client) / plan.build.output_name
-        if plan.build.archive_member:
-            outputs.extract(built, plan.build.archive_member, plan.binary)
-        else:
-            outputs.collect(built, plan.binary)
+    plan.dist.mkdir(parents=True, exist_ok=True)
+    if plan.build.envoy_copy:
+        with _stage("patch", durations):
+            sources.patched_copy(plan.envoy, plan.build.envoy_patches, plan.build.envoy_copy)
+    builds = [(plan.build, plan.binary, plan.build_log)]
+    if plan.debug_build and plan.debug_binary:
+        builds.insert(0, (plan.debug_build, plan.debug_binary, plan.dist / "build-debug.log"))
+    editing = workspace.local_envoy(plan.proxy, plan.edit) if plan.edit and plan.proxy else nullcontext()
+    with editing:
+        for spec, binary, build_log in builds:
+            with _stage("build" if spec is plan.build else "debug build", durations):
+                command.run(spec.command, log_file=build_log, on_line=_build_line, what="the build")
+            with _stage("locate", durations):
+                built = outputs.resolve_link(spec.output_link, client=client) / spec.output_name
+                if spec.archive_member:
+                    outputs.extract(built, spec.archive_member, binary)
+                else:
+                    outputs.collect(built, binary)
     with _stage("hookpoints", durations):
-        info = symbols.read_binary(plan.binary)
+        info = symbols.read_binary(plan.binary, debug_binary=plan.debug_binary)
         _require_traceable(plan, info)
     with _stage("scripts", durations):
         scripts_dir = plan.dist / "tracing"
         scripts = [
             *probes.write_scripts(info, scripts_dir, binary=plan.variant.binary_in_image),
-            trace_all.write(scripts_dir, info, binary=plan.variant.binary_in_image),
+            trace_all.write(scripts_dir, info, release=f"{plan.variant.name}@{plan.version}"),
         ]
     released_at = now()
     pushed = False
@@ -340,7 +380,7 @@ def execute(
                     record.Hookpoint(mangled=h.name, demangled=h.demangled) for h in info.hookpoints
                 ),
                 scripts=tuple(path.name for path in scripts),
-                inputs_key=key or "",
+                inputs_key=key,
                 base_image=plan.base_image,
                 dockerfile=plan.dockerfile.name,
             )
@@ -368,8 +408,8 @@ def _base_hint(plan: Plan) -> str:
 
 
 def _require_traceable(plan: Plan, info: BinaryInfo) -> None:
-    if info.stripped or not info.hookpoints:
-        reason = "is stripped" if info.stripped else "has no hookpoint symbols"
+    if (info.stripped and info.debug_binary is None) or not info.hookpoints:
+        reason = "is stripped" if info.stripped and not info.hookpoints else "has no hookpoint symbols"
         raise HookbuildError(
             f"{plan.binary} {reason}: an image built from it could not be traced",
             hint="build with symbols"

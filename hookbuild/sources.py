@@ -79,3 +79,31 @@ def materialize_sample(source: Path, dest: Path) -> Path:
         repo.git.add(A=True)
         repo.git.commit(m=f"hookbuild sample: {source.name}", no_verify=True, env=_SAMPLE_IDENTITY)
     return dest
+
+
+def patched_copy(source: Path, patches: tuple[Path, ...], dest: Path) -> Path:
+    """A copy of `source` with `patches` applied (cilium/proxy patches Envoy before building it).
+
+    A patch that is already in the source (applies in reverse) is skipped, so a checkout that carries
+    cilium's patches itself works too. The source checkout is never modified.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest, symlinks=True, ignore=shutil.ignore_patterns("bazel-*"))
+    with git.Repo(dest) as repo:
+        for patch in patches:
+            if not patch.is_file():
+                raise SourceError(f"patch {patch} is missing", hint="check the proxy checkout's patches/")
+            try:
+                repo.git.apply("--check", "--reverse", str(patch))
+                continue  # already applied
+            except git.GitCommandError:
+                pass
+            try:
+                repo.git.apply(str(patch))
+            except git.GitCommandError as exc:
+                raise SourceError(
+                    f"patch {patch.name} does not apply to the envoy checkout {source}: {exc.stderr.strip()}",
+                    hint="check out the Envoy commit the proxy pins (ENVOY_SHA / ENVOY_VERSION)",
+                ) from exc
+    return dest

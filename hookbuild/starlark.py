@@ -1,19 +1,29 @@
 """Just enough of a Starlark reader to find top-level calls in WORKSPACE and MODULE.bazel files.
 
-It tokenizes strings (all quote forms, raw/byte prefixes), comments and brackets, so a `)` inside a string
-or a comment never ends a call. Spans are byte-exact, so an edit can keep the rest of the file untouched.
+A tokenizer that knows strings (all quote forms, raw/byte prefixes), comments and brackets, so a `)` inside
+a string or a comment never ends a call. Spans are byte-exact, so an edit keeps the rest of the file intact.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from hookbuild.errors import WorkspaceError
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STRING_START = re.compile(r"(?i:[rb]{0,2})(\"\"\"|'''|\"|')")
-_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+_SYNTAX_HINT = "fix the Starlark syntax (Bazel would reject this file too)"
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "name", "string", "op"
+    value: str
+    start: int
+    end: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,130 +32,124 @@ class Call:
     start: int  # offset of the function name
     end: int  # offset just past the closing parenthesis
     line: int
-    kwargs: dict[str, str]  # keyword arguments whose value is a plain string literal
+    kwargs: dict[str, str] = field(default_factory=dict)  # keyword arguments that are one string literal
+    lists: dict[str, tuple[str, ...]] = field(default_factory=dict)  # ... that are a list of string literals
 
 
-def _line(text: str, offset: int) -> int:
+def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
-def _string_end(text: str, pos: int, path: str) -> tuple[int, str]:
-    """`pos` is at a string's prefix or quote; return the offset past it and its (unescaped-ish) value."""
-    match = _STRING_START.match(text, pos)
-    assert match is not None
+def tokens(text: str, path: str) -> Iterator[Token]:
+    i, size = 0, len(text)
+    while i < size:
+        char = text[i]
+        if char.isspace() or char == "\\":
+            i += 1
+        elif char == "#":
+            newline = text.find("\n", i)
+            i = size if newline < 0 else newline
+        elif (string := _STRING_START.match(text, i)) and (char in "\"'" or not _in_name(text, i)):
+            end, value = _string_end(text, string, path)
+            yield Token("string", value, i, end)
+            i = end
+        elif name := _NAME.match(text, i):
+            yield Token("name", name.group(0), i, name.end())
+            i = name.end()
+        else:
+            yield Token("op", char, i, i + 1)
+            i += 1
+
+
+def _in_name(text: str, i: int) -> bool:
+    return i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
+
+
+def _string_end(text: str, match: re.Match[str], path: str) -> tuple[int, str]:
     quote = match.group(1)
     i = match.end()
     while i < len(text):
-        char = text[i]
-        if char == "\\":  # in raw strings too, a backslash keeps the next quote from closing the string
+        if text[i] == "\\":  # in raw strings too, a backslash keeps the next quote from closing the string
             i += 2
-            continue
-        if text.startswith(quote, i):
+        elif text.startswith(quote, i):
             return i + len(quote), text[match.end() : i]
-        if char == "\n" and len(quote) == 1:
+        elif text[i] == "\n" and len(quote) == 1:
             break
-        i += 1
-    raise WorkspaceError(
-        f"{path}:{_line(text, pos)}: unterminated string",
-        hint="fix the Starlark syntax (Bazel would reject this file too)",
-    )
+        else:
+            i += 1
+    raise WorkspaceError(f"{path}:{line_of(text, match.start())}: unterminated string", hint=_SYNTAX_HINT)
 
 
 def top_level_calls(text: str, path: str = "WORKSPACE") -> list[Call]:
+    """Every call at the top level of the file (`name(...)`, not `module.name(...)`), in order."""
+    toks = list(tokens(text, path))
     calls: list[Call] = []
-    stack: list[tuple[str, int]] = []
-    current: dict[str, object] | None = None  # the top-level call being read
-    i = 0
-    previous_ident: tuple[str, int] | None = None
-    pending_kw: str | None = None
-    expect_value_for: str | None = None
-    while i < len(text):
-        char = text[i]
-        if char == "#":
-            newline = text.find("\n", i)
-            i = len(text) if newline < 0 else newline
+    depth_openers: list[Token] = []
+    for index, tok in enumerate(toks):
+        if tok.kind != "op":
             continue
-        if char in "\"'" or (char in "rRbB" and _STRING_START.match(text, i) and not _continues_identifier(text, i)):
-            i, value = _string_end(text, i, path)
-            if current is not None and len(stack) == 1 and expect_value_for is not None:
-                after = _skip_blank(text, i)
-                if after < len(text) and text[after] in ",)":
-                    kwargs = current["kwargs"]
-                    assert isinstance(kwargs, dict)
-                    kwargs[expect_value_for] = value
-            expect_value_for = None
-            previous_ident = None
-            continue
-        if char in _OPEN:
-            if char == "(" and not stack and previous_ident is not None:
-                current = {"function": previous_ident[0], "start": previous_ident[1], "kwargs": {}}
-            stack.append((_OPEN[char], i))
-            previous_ident = None
-            expect_value_for = None
-            i += 1
-            continue
-        if char in ")]}":
-            if not stack or stack[-1][0] != char:
-                raise WorkspaceError(
-                    f"{path}:{_line(text, i)}: unbalanced {char!r}",
-                    hint="fix the Starlark syntax (Bazel would reject this file too)",
-                )
-            stack.pop()
-            if not stack and current is not None and char == ")":
-                start = current["start"]
-                assert isinstance(start, int)
-                kwargs = current["kwargs"]
-                assert isinstance(kwargs, dict)
-                calls.append(
-                    Call(
-                        function=str(current["function"]),
-                        start=start,
-                        end=i + 1,
-                        line=_line(text, start),
-                        kwargs=kwargs,
-                    )
-                )
-                current = None
-            previous_ident = None
-            i += 1
-            continue
-        ident = _IDENT.match(text, i)
-        if ident:
-            previous_ident = (ident.group(0), i) if not _dotted(text, i) else None
-            pending_kw = ident.group(0) if len(stack) == 1 else None
-            expect_value_for = None
-            i = ident.end()
-            continue
-        if char == "=" and pending_kw is not None and text[i + 1 : i + 2] != "=":
-            expect_value_for = pending_kw
-            pending_kw = None
-            i += 1
-            continue
-        if not char.isspace():
-            previous_ident = None
-            pending_kw = None
-            if char != "=":
-                expect_value_for = None
-        i += 1
-    if stack:
-        opener_line = _line(text, stack[-1][1])
+        if tok.value in _CLOSERS:
+            if not depth_openers and tok.value == "(" and _call_name(toks, index):
+                calls.append(_read_call(text, toks, index, path))
+            depth_openers.append(tok)
+        elif tok.value in ")]}":
+            if not depth_openers or _CLOSERS[depth_openers[-1].value] != tok.value:
+                raise WorkspaceError(f"{path}:{line_of(text, tok.start)}: unbalanced {tok.value!r}", hint=_SYNTAX_HINT)
+            depth_openers.pop()
+    if depth_openers:
         raise WorkspaceError(
-            f"{path}:{opener_line}: bracket opened here is never closed",
-            hint="fix the Starlark syntax (Bazel would reject this file too)",
+            f"{path}:{line_of(text, depth_openers[-1].start)}: bracket opened here is never closed",
+            hint=_SYNTAX_HINT,
         )
     return calls
 
 
-def _continues_identifier(text: str, i: int) -> bool:
-    """True when the r/b at `i` continues an identifier rather than prefixing a string."""
-    return i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
+def _call_name(toks: list[Token], paren: int) -> bool:
+    if paren == 0 or toks[paren - 1].kind != "name":
+        return False
+    return paren < 2 or toks[paren - 2].value != "."
 
 
-def _dotted(text: str, i: int) -> bool:
-    return i > 0 and text[i - 1] == "."
-
-
-def _skip_blank(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\r\n":
+def _read_call(text: str, toks: list[Token], paren: int, path: str) -> Call:
+    name = toks[paren - 1]
+    kwargs: dict[str, str] = {}
+    lists: dict[str, tuple[str, ...]] = {}
+    depth, i = 0, paren
+    while i < len(toks):
+        tok = toks[i]
+        if tok.kind == "op" and tok.value in _CLOSERS:
+            depth += 1
+        elif tok.kind == "op" and tok.value in ")]}":
+            depth -= 1
+            if depth == 0:
+                return Call(function=name.value, start=name.start, end=tok.end, line=line_of(text, name.start),
+                            kwargs=kwargs, lists=lists)
+        elif depth == 1 and tok.kind == "name" and _is(toks, i + 1, "=") and not _is(toks, i + 2, "="):
+            value = _literal(toks, i + 2)
+            if isinstance(value, str):
+                kwargs[tok.value] = value
+            elif value is not None:
+                lists[tok.value] = value
         i += 1
-    return i
+    raise WorkspaceError(f"{path}:{line_of(text, name.start)}: bracket opened here is never closed",
+                         hint=_SYNTAX_HINT)
+
+
+def _is(toks: list[Token], i: int, op: str) -> bool:
+    return i < len(toks) and toks[i].kind == "op" and toks[i].value == op
+
+
+def _literal(toks: list[Token], i: int) -> str | tuple[str, ...] | None:
+    """A string, or a list of strings, standing alone as an argument's value; anything else is None."""
+    if i < len(toks) and toks[i].kind == "string" and (_is(toks, i + 1, ",") or _is(toks, i + 1, ")")):
+        return toks[i].value
+    if not _is(toks, i, "["):
+        return None
+    items: list[str] = []
+    i += 1
+    while i < len(toks) and toks[i].kind == "string":
+        items.append(toks[i].value)
+        i += 1
+        if _is(toks, i, ","):
+            i += 1
+    return tuple(items) if _is(toks, i, "]") else None

@@ -34,6 +34,9 @@ class BuildSpec:
     output_link: Path  # e.g. <proxy>/bazel-bin, possibly dangling into the build container
     output_name: PurePosixPath  # the binary (or the archive holding it) below the link
     archive_member: str | None = None  # the binary with symbols inside a release archive
+    envoy_path: str = "/envoy"  # where the build sees the Envoy checkout (the WORKSPACE edit points there)
+    envoy_copy: Path | None = None  # build from a patched copy of Envoy made here (never the checkout)
+    envoy_patches: tuple[Path, ...] = ()
 
     def describe_output(self) -> str:
         where = f"{self.output_link}/{self.output_name}"

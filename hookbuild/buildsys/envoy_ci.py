@@ -16,9 +16,9 @@ from hookbuild.command import Command
 
 def spec(
     *, proxy: Path | None, envoy: Path, target: str, symbols_config: str | None, override: bool,
-    bazel: BazelOptions, workdir: Path,
+    bazel: BazelOptions, workdir: Path, symbols: bool = True,
 ) -> BuildSpec:
-    del proxy, symbols_config, override  # Envoy builds itself: no proxy checkout, no repository override
+    del proxy, symbols_config, override, symbols  # no proxy, no override; dbg/envoy keeps symbols
     build_dir = workdir / "envoy-docker-build"
     env = {"ENVOY_DOCKER_BUILD_DIR": str(build_dir)}
     if flags := bazel.flags():

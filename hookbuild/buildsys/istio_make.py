@@ -17,9 +17,9 @@ from hookbuild.workspace import ENVOY_MOUNT
 
 def spec(
     *, proxy: Path | None, envoy: Path, target: str, symbols_config: str | None, override: bool,
-    bazel: BazelOptions, workdir: Path,
+    bazel: BazelOptions, workdir: Path, symbols: bool = True,
 ) -> BuildSpec:
-    del workdir  # the build container keeps its state in the `cache` volume
+    del workdir, symbols  # state lives in the `cache` volume; symbols always (release-symbol)
     assert proxy is not None and symbols_config is not None
     build_args = []
     if override:

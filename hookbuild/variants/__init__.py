@@ -27,6 +27,7 @@ class Variant:
     target: str  # the build system's target, e.g. istio/proxy's `build_envoy`
     symbols_config: str | None  # Bazel config that keeps symbols (the release configs strip every hookpoint)
     needs_proxy: bool = True
+    can_strip: bool = False  # offers a stripped release traced through a debug build's addresses
     samples: dict[str, str] = field(default_factory=dict)  # role -> folder under examples/
 
 

@@ -1,0 +1,59 @@
+"""cilium/proxy's build: `make bazel-bin/cilium-envoy`, on the host like its own `make` does.
+
+cilium/proxy takes Envoy by `git_repository(..., patches = [...])`; a local Envoy gets those patches
+applied to a copy first (an override skips them). `--config=release` strips; RELEASE_DEBUG=1 selects
+`release_debug`, which keeps symbols. BAZEL_BUILD_OPTS must come from the environment: on make's
+command line it would replace the `+=` that adds the --config.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path, PurePosixPath
+
+from hookbuild.buildsys import BazelOptions, BuildSpec
+from hookbuild.command import Command
+from hookbuild.starlark import top_level_calls
+
+_LABEL_PREFIXES = ("@//", "//")
+
+
+def envoy_patches(proxy: Path) -> tuple[Path, ...]:
+    """The patches cilium's WORKSPACE applies to Envoy, as files of the proxy checkout."""
+    workspace = proxy / "WORKSPACE"
+    if not workspace.is_file():
+        return ()
+    text = workspace.read_text(encoding="utf-8")
+    for call in top_level_calls(text, str(workspace)):
+        if call.kwargs.get("name") == "envoy":
+            return tuple(_label_path(proxy, label) for label in call.lists.get("patches", ()))
+    return ()
+
+
+def _label_path(proxy: Path, label: str) -> Path:
+    for prefix in _LABEL_PREFIXES:
+        if label.startswith(prefix):
+            package, _, name = label[len(prefix) :].partition(":")
+            return proxy / package / name
+    return proxy / label
+
+
+def spec(
+    *, proxy: Path | None, envoy: Path, target: str, symbols_config: str | None, override: bool,
+    bazel: BazelOptions, workdir: Path, symbols: bool = True,
+) -> BuildSpec:
+    assert proxy is not None
+    del symbols_config  # chosen by the Makefile: RELEASE_DEBUG=1 -> --config=release_debug
+    patched = workdir / "envoy-patched"
+    options = [f"--override_repository=envoy={patched}"] if override else []
+    options += bazel.flags()
+    env = {"BAZEL_BUILD_OPTS": shlex.join(options)} if options else {}
+    argv = ("make", target, *(("RELEASE_DEBUG=1",) if symbols else ()))
+    return BuildSpec(
+        command=Command(argv=argv, cwd=proxy, env=env),
+        output_link=proxy / "bazel-bin",
+        output_name=PurePosixPath("cilium-envoy"),
+        envoy_path=str(patched),
+        envoy_copy=patched,
+        envoy_patches=envoy_patches(proxy),
+    )

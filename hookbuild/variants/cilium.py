@@ -1,0 +1,18 @@
+"""Cilium's Envoy: built in cilium/proxy with cilium's patches, replacing /usr/bin/cilium-envoy."""
+
+from hookbuild.variants import Variant
+
+VARIANT = Variant(
+    name="cilium",
+    title="Cilium Envoy modified",
+    image_name="cilium-envoy",
+    dockerfile="cilium.dockerfile",
+    binary_in_image="/usr/bin/cilium-envoy",
+    base_image="quay.io/cilium/cilium-envoy:v1.34.4-1754043245-30bbbb7ee2f1d01270a5cd1ba8d6ac4bd7a5e6a8",
+    sample_base_image="hookbuild-sample/cilium-envoy:sample",
+    build_system="cilium_make",
+    target="bazel-bin/cilium-envoy",
+    symbols_config="release_debug",
+    can_strip=True,
+    samples={"envoy": "envoy", "proxy": "cilium-proxy"},
+)
