@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import mmap
-import re
 import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -279,16 +278,9 @@ class ElfImage:
         for sec in self.sections:
             if not (sec.executable and sec.has_data and sec.size >= 5):
                 continue
-            pattern = _call_regex(sec.addr, sec.addr + sec.size, wanted)
-            if pattern is None:
-                continue
-            with memoryview(self.data) as whole, whole[sec.offset : sec.offset + sec.size] as code:
-                for match in pattern.finditer(code):
-                    at = match.start()
-                    rel = int.from_bytes(code[at + 1 : at + 5], "little", signed=True)
-                    target = sec.addr + at + 5 + rel
-                    if target in wanted:
-                        hit.add(target)
+            with memoryview(self.data) as whole, whole[sec.offset : sec.offset + sec.size] as view:
+                code = view.tobytes() if sec.size <= (64 << 20) else view
+                hit.update(t for t in wanted - hit if _calls(code, sec.addr, t))
         return hit
 
     def sha256(self) -> str:
@@ -312,22 +304,34 @@ def _find_in_ranges(names: bytes, intervals: list[tuple[int, int]]) -> Iterator[
                 at = names.find(needle, at + 1)
 
 
-def _call_regex(lo: int, hi: int, targets: set[int]) -> re.Pattern[bytes] | None:
-    """E8/E9 opcodes whose rel32's top byte can reach one of `targets` from [lo, hi): skips most noise."""
-    tops: set[int] = set()
-    for target in targets:
-        rel_min = max(target - (hi - 1) - 5, -(1 << 31))
-        rel_max = min(target - lo - 5, (1 << 31) - 1)
-        if rel_min > rel_max:
-            continue
-        if (rel_max >> 24) - (rel_min >> 24) >= 255:
-            tops = set(range(256))
-            break
-        tops.update(t & 0xFF for t in range(rel_min >> 24, (rel_max >> 24) + 1))
-    if not tops:
-        return None
-    klass = b"".join(b"\\x%02x" % t for t in sorted(tops))
-    return re.compile(rb"[\xe8\xe9](?=[\x00-\xff]{3}[" + klass + rb"])")
+def _calls(code: bytes | memoryview, base: int, target: int) -> bool:
+    """Whether a `call`/`jmp rel32` at some p in `code` (loaded at `base`) reaches `target`.
+
+    rel32 = target - (base + p + 5) is different at every p, but its top two bytes stay the same over 64 KiB
+    runs of p: one C-speed find of that 2-byte needle per run, then a check of the few hits.
+    """
+    const = target - base - 5  # rel32 + p
+    size = len(code)
+    for k in range((const - (size - 5)) >> 16, (const >> 16) + 1):
+        if not -(1 << 15) <= k < (1 << 15):
+            continue  # rel32 out of range
+        lo, hi = max(0, const - ((k + 1) << 16) + 1), min(size - 5, const - (k << 16))
+        needle = (k & 0xFFFF).to_bytes(2, "little")
+        at = _find(code, needle, lo + 3, hi + 5)
+        while at != -1:
+            p = at - 3
+            rel = int.from_bytes(code[p + 1 : p + 5], "little", signed=True)
+            if code[p] in (0xE8, 0xE9) and rel == const - p:
+                return True
+            at = _find(code, needle, at + 1, hi + 5)
+    return False
+
+
+def _find(code: bytes | memoryview, needle: bytes, start: int, end: int) -> int:
+    if isinstance(code, bytes):
+        return code.find(needle, start, end)
+    at = bytes(code[start:end]).find(needle)  # huge sections stay mapped: copy only this 64 KiB run
+    return -1 if at == -1 else at + start
 
 
 @contextmanager
