@@ -53,6 +53,16 @@ class ImageRef:
                        tag=match.group("tag"))
         return cls(registry=registry or "docker.io", repository=match.group("repository"), tag=match.group("tag"))
 
+    @classmethod
+    def parse_any(cls, text: str) -> ImageRef:
+        """Also accept `repo@sha256:...` and an untagged `repo` (the tag then reads `latest`)."""
+        match = _REFERENCE.fullmatch(text)
+        if not match:
+            return cls.parse(text)  # raises the usual error
+        tag = match.group("tag") or "latest"
+        return cls.parse(f"{match.group('registry') + '/' if match.group('registry') else ''}"
+                         f"{match.group('repository')}:{tag}")
+
     @property
     def name(self) -> str:
         return f"{self.registry}/{self.repository}"
@@ -156,13 +166,77 @@ def build(
     return image_id
 
 
-def require_image(client: docker.DockerClient, reference: str, *, hint: str) -> None:
+def ensure(client: docker.DockerClient, reference: str, *, auth: Mapping[str, str] | None, hint: str) -> None:
+    """Make sure the engine has `reference`: present already, or pulled (with credentials for its registry)."""
     import docker.errors
 
     try:
         client.images.get(reference)
-    except docker.errors.ImageNotFound as exc:
-        raise ImageError(f"base image {reference} is not available to the Docker engine", hint=hint) from exc
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    log.info("pulling %s", reference)
+    try:
+        client.images.pull(reference, auth_config=dict(auth) if auth else None)
+    except docker.errors.APIError as exc:
+        raise ImageError(
+            f"image {reference} is neither on the Docker engine nor pullable: {secrets.redact(str(exc.explanation or exc))}",
+            hint=hint,
+        ) from exc
+
+
+@contextmanager
+def _container(client: docker.DockerClient, image: str) -> Iterator[Any]:
+    """A created (never started) container, removed on the way out whatever happens."""
+    container = client.containers.create(image, entrypoint=["/nonexistent"])
+    try:
+        yield container
+    finally:
+        container.remove(force=True)
+
+
+def copy_file(client: docker.DockerClient, image: str, path: str, dest: Path) -> Path:
+    """Copy one file out of an image (the Envoy of a release that a variant builds on)."""
+    import io
+    import tarfile
+
+    import docker.errors
+
+    try:
+        with _container(client, image) as container:
+            stream, _ = container.get_archive(path)
+            data = b"".join(stream)
+    except docker.errors.NotFound as exc:
+        raise ImageError(f"{image} has no {path}", hint="is this the right release image?") from exc
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.next()
+        source = tar.extractfile(member) if member is not None else None
+        if source is None:
+            raise ImageError(f"{path} in {image} is not a regular file", hint="is this the right release image?")
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_bytes(source.read())
+    tmp.chmod(0o755)
+    tmp.replace(dest)
+    return dest
+
+
+def check(client: docker.DockerClient, image: str, command: tuple[str, ...]) -> None:
+    """Run `command` in a throwaway container of `image`; it must exit 0 (e.g. `perf --version`)."""
+    import docker.errors
+
+    try:
+        output = client.containers.run(image, entrypoint=list(command), remove=True, stdout=True, stderr=True)
+    except docker.errors.ContainerError as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        raise ImageError(
+            f"`{' '.join(command)}` fails in the built image (exit {exc.exit_status}): {stderr.strip()[-300:]}",
+            hint="check the packages the image installs",
+        ) from exc
+    except docker.errors.APIError as exc:
+        raise ImageError(f"`{' '.join(command)}` cannot run in the built image: {exc.explanation or exc}",
+                         hint="check the packages the image installs") from exc
+    text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+    log.info("  %s: %s", " ".join(command), (text.strip().splitlines() or [""])[0])
 
 
 @contextmanager

@@ -786,6 +786,9 @@ def add_release(
     replace: bool = ...,
     dry_run: bool = ...,
     summary: str | None = ...,
+    based_on: str | None = ...,
+    packages: tuple[str, ...] | None = ...,
+    upstream: Upstream | None = ...,
 ) -> Entry: ...
 
 
@@ -798,6 +801,9 @@ def add_release(
     replace: bool = False,
     dry_run: bool = False,
     summary: str | None = None,
+    based_on: str | None = None,
+    packages: tuple[str, ...] | None = None,
+    upstream: Upstream | None = None,
 ) -> Entry:
     """Record a release. Two forms:
 
@@ -810,7 +816,8 @@ def add_release(
         if version is None or provenance is None:
             raise TypeError("add_release(path, variant, version, provenance) needs version and provenance")
         return _record_release(
-            path, entry, version, provenance, replace=replace, dry_run=dry_run, summary=summary
+            path, entry, version, provenance, replace=replace, dry_run=dry_run, summary=summary,
+            based_on=based_on, packages=packages, upstream=upstream,
         )
     whole = entry
     if whole.release is not None and whole.image is None:
@@ -842,7 +849,11 @@ def _record_release(
     replace: bool,
     dry_run: bool,
     summary: str | None,
+    based_on: str | None = None,
+    packages: tuple[str, ...] | None = None,
+    upstream: Upstream | None = None,
 ) -> Entry:
+    """A new entry carries the latest working version's features; given facts (based_on...) win."""
     wanted = Version.parse(version) if isinstance(version, str) else version
 
     def change(doc: tomlkit.TOMLDocument) -> Entry:
@@ -856,8 +867,9 @@ def _record_release(
                 version=wanted,
                 summary=summary or f"released by hookbuild from Envoy {provenance.envoy_commit[:12]}",
                 features=base.features if base else (),
-                packages=base.packages if base else (),
-                upstream=base.upstream if base else None,
+                packages=packages if packages is not None else (base.packages if base else ()),
+                upstream=upstream or (base.upstream if base else None),
+                based_on=based_on,
                 image=provenance.image,
                 release=provenance,
             )

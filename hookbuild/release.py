@@ -1,9 +1,10 @@
-"""The release pipeline: plan (pure, printable for --dry-run), then execute, then record.
+"""The release pipeline: plan (printable for --dry-run), then execute, then record.
 
     sources -> WORKSPACE -> build -> locate -> hookpoints -> scripts -> image -> push -> record
 
-Each stage lives in its own module; this one only orders them and decides what a release is. Nothing is
-recorded unless every stage succeeded; a retry with the same inputs reports the existing record at once.
+A variant that builds on a recorded release (istio-perf) takes its binary from that release's image instead
+of building. Each stage lives in its own module; this one orders them and decides what a release is. Nothing
+is recorded unless every stage succeeded; a retry with the same inputs reports the existing record at once.
 """
 
 from __future__ import annotations
@@ -36,12 +37,9 @@ from hookbuild.workspace import Edit
 if TYPE_CHECKING:
     import docker
 
-    from hookbuild.sources import SourceState
     from hookbuild.symbols import BinaryInfo
 
 log = logging.getLogger("hookbuild")
-
-SCRIPTS_IN_IMAGE = "/usr/local/share/hookbuild"
 
 
 class EnvoyMode(StrEnum):
@@ -55,26 +53,38 @@ class Request:
 
     variant: Variant
     version: Version | None
-    envoy: Path | None
-    proxy: Path | None
+    envoy: Path | None = None
+    proxy: Path | None = None
     sample: bool = False
     envoy_mode: EnvoyMode = EnvoyMode.REWRITE
     base_image: str | None = None
+    based_on: str | None = None  # VARIANT@X.Y, for variants that build on a recorded release
+    packages: tuple[str, ...] | None = None  # extra image packages (default: the record's)
     allow_dirty: bool = False
     force: bool = False
     stripped: bool = False  # ship the stripped release build; uprobes use a debug build's addresses
 
 
 @dataclass(frozen=True, kw_only=True)
+class Origin:
+    """The sources a binary comes from: checkout commits, or those a recorded release was built from."""
+
+    commits: dict[str, str]  # role ("envoy", "proxy") -> commit
+    dirty: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     variant: Variant
     version: Version
-    envoy: Path
+    envoy: Path | None
     proxy: Path | None
     envoy_mode: EnvoyMode
     edit: Edit | None
-    build: BuildSpec
+    build: BuildSpec | None  # None: the binary comes from the based_on release's image
     debug_build: BuildSpec | None  # same sources with symbols, for the addresses of a stripped build
+    based_on: record.Entry | None
+    packages: tuple[str, ...]
     dist: Path
     image: ImageRef
     base_image: str
@@ -98,34 +108,47 @@ class Plan:
         return self.dist / "build.log"
 
     def steps(self) -> list[str]:
-        sources = f"envoy {self.envoy}" + (f", proxy {self.proxy}" if self.proxy else "")
-        edit = (
-            self.edit.describes + " (restored after the build)"
-            if self.edit
-            else f"no file edited: --override_repository=envoy={self.build.envoy_path}"
-        )
-        steps = [f"sources: check {sources} (commit, dirty{' allowed' if self.allow_dirty else ' refused'})"]
-        if self.build.envoy_copy:
-            patches = ", ".join(p.name for p in self.build.envoy_patches) or "no patches"
-            steps.append(f"patch: copy envoy to {self.build.envoy_copy} and apply {patches}")
-        steps.append(f"workspace: {edit}")
-        if self.debug_build and self.debug_binary:
+        """Every step with its command, path or tag, for --dry-run."""
+        steps = []
+        if self.build is None:
+            assert self.based_on is not None
             steps += [
-                f"debug build: (cd {self.debug_build.command.cwd} && {self.debug_build.command.display()})",
-                f"locate: {self.debug_build.describe_output()} -> {self.debug_binary}",
+                f"sources: those of {self.based_on.ref} (the release this one builds on)",
+                f"locate: copy {self.variant.binary_in_image} out of {self.base_image} -> {self.binary}",
             ]
-        hookpoints = (
+        else:
+            sources = f"envoy {self.envoy}" + (f", proxy {self.proxy}" if self.proxy else "")
+            steps.append(f"sources: check {sources} (commit, dirty{' allowed' if self.allow_dirty else ' refused'})")
+            if self.build.envoy_copy:
+                patches = ", ".join(p.name for p in self.build.envoy_patches) or "no patches"
+                steps.append(f"patch: copy envoy to {self.build.envoy_copy} and apply {patches}")
+            if self.proxy is not None:
+                steps.append(
+                    f"workspace: {self.edit.describes} (restored after the build)"
+                    if self.edit
+                    else f"workspace: no file edited, --override_repository=envoy={self.build.envoy_path}"
+                )
+            if self.debug_build and self.debug_binary:
+                steps += [
+                    f"debug build: (cd {self.debug_build.command.cwd} && {self.debug_build.command.display()})",
+                    f"locate: {self.debug_build.describe_output()} -> {self.debug_binary}",
+                ]
+            steps += [
+                f"build: (cd {self.build.command.cwd} && {self.build.command.display()}), log {self.build_log}",
+                f"locate: {self.build.describe_output()} -> {self.binary}",
+            ]
+        packages = f" with packages {' '.join(self.packages)}" if self.packages else ""
+        steps += [
             f"hookpoints: the stripped binary's addresses from {self.debug_binary} (same code, checked)"
             if self.debug_build
-            else "hookpoints: read the binary's hookpoint symbols; none, or a stripped binary, fails the release"
-        )
+            else "hookpoints: read the binary's hookpoint symbols; none, or a stripped binary, fails the release",
+            f"scripts: uprobe scripts, hookpoints.json and trace_all.sh into {self.dist}",
+            f"image: build {self.dockerfile.name} FROM {self.base_image}{packages} as {self.image}",
+        ]
+        if self.variant.check_command:
+            steps.append(f"check: run `{' '.join(self.variant.check_command)}` in the image")
         return [
             *steps,
-            f"build: (cd {self.build.command.cwd} && {self.build.command.display()}), log {self.build_log}",
-            f"locate: {self.build.describe_output()} -> {self.binary}",
-            hookpoints,
-            f"scripts: uprobe scripts and trace_all.sh into {self.dist}",
-            f"image: build {self.dockerfile.name} FROM {self.base_image} as {self.image}",
             f"push: {self.image} (credentials from HOOKBUILD_REGISTRY_* or the Docker config)",
             f"record: {self.variant.name}@{self.version} with its digest into {self.versions_file}",
         ]
@@ -149,10 +172,6 @@ class Result:
         return f"{self.image.rsplit(':', 1)[0]}@{self.digest}"
 
 
-def _examples(settings: Settings) -> Path:
-    return settings.root / "examples"
-
-
 def sample_versions_file(settings: Settings) -> Path:
     """A scratch copy of the record for sample releases: the real record is never touched by them."""
     scratch = settings.dist / "sample" / "versions.toml"
@@ -163,61 +182,74 @@ def sample_versions_file(settings: Settings) -> Path:
 
 
 def plan(request: Request, settings: Settings) -> Plan:
-    """Turn a request and settings into a complete plan. Reads files, writes nothing but sample copies."""
-    from hookbuild import buildsys, workspace
+    """Turn a request and settings into a complete plan. Reads files; writes only scratch sample copies."""
+    from hookbuild import workspace
     from hookbuild.sources import materialize_sample
 
     variant = request.variant
     validate_registry(settings.registry)
-    if request.sample:
-        if request.envoy or request.proxy:
-            raise UsageError("--sample builds the bundled sources", hint="drop --envoy/--proxy, or drop --sample")
-        versions_file = sample_versions_file(settings)
-        src = settings.dist / "sample" / "src" / variant.name
-        envoy = materialize_sample(_examples(settings) / variant.samples["envoy"], src / "envoy")
-        proxy = (
-            materialize_sample(_examples(settings) / variant.samples["proxy"], src / "proxy")
-            if variant.needs_proxy
-            else None
-        )
-        base_image = request.base_image or variant.sample_base_image
-    else:
-        versions_file = settings.versions_file
-        envoy = _required_path(request.envoy or settings.envoy, "envoy")
-        proxy = _required_path(request.proxy or settings.proxy, "proxy") if variant.needs_proxy else None
-        base_image = request.base_image or variant.base_image
-    version = request.version or _next_version(settings.versions_file, variant.name, request.sample)
     if request.stripped and not variant.can_strip:
         raise UsageError(f"--stripped is not offered by variant {variant.name}", hint="drop --stripped")
+    if request.sample and (request.envoy or request.proxy):
+        raise UsageError("--sample builds the bundled sources", hint="drop --envoy/--proxy, or drop --sample")
     scratch = settings.dist / "sample" if request.sample else settings.dist
-    module = import_module(f"hookbuild.buildsys.{variant.build_system}")
-
-    def spec(symbols: bool) -> buildsys.BuildSpec:
-        built = module.spec(
-            proxy=proxy,
-            envoy=envoy,
-            target=variant.target,
-            symbols_config=variant.symbols_config,
-            override=request.envoy_mode is EnvoyMode.OVERRIDE,
-            workdir=scratch / "build" / variant.name,
-            bazel=BazelOptions(
-                remote_cache=settings.bazel_remote_cache,
-                remote_executor=settings.bazel_remote_executor,
-                disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
-                configs=settings.bazel_configs,
-            ),
-            symbols=symbols,
+    versions_file = sample_versions_file(settings) if request.sample else settings.versions_file
+    the_record = record.load(versions_file)
+    version = request.version or _next_version(the_record, variant.name, request.sample)
+    envoy = proxy = None
+    build = debug_build = None
+    edit = based_on = None
+    if variant.builds_on:
+        if request.envoy or request.proxy:
+            raise UsageError(f"{variant.name} builds on a recorded release, not on checkouts",
+                             hint="drop --envoy/--proxy; choose the release with --based-on")
+        based_on = _based_on(the_record, variant, request.based_on)
+        assert based_on.release is not None
+        base_image = request.base_image or based_on.release.pinned
+    else:
+        if request.based_on:
+            raise UsageError(f"--based-on is for variants that build on a release, not {variant.name}",
+                             hint="drop --based-on")
+        if request.sample:
+            src = scratch / "src" / variant.name
+            examples = settings.root / "examples"
+            envoy = materialize_sample(examples / variant.samples["envoy"], src / "envoy")
+            if variant.needs_proxy:
+                proxy = materialize_sample(examples / variant.samples["proxy"], src / "proxy")
+        else:
+            envoy = _required_path(request.envoy or settings.envoy, "envoy")
+            if variant.needs_proxy:
+                proxy = _required_path(request.proxy or settings.proxy, "proxy")
+        base_image = request.base_image or (variant.sample_base_image if request.sample else variant.base_image)
+        assert variant.build_system is not None
+        module = import_module(f"hookbuild.buildsys.{variant.build_system}")
+        bazel = BazelOptions(
+            remote_cache=settings.bazel_remote_cache,
+            remote_executor=settings.bazel_remote_executor,
+            disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
+            configs=settings.bazel_configs,
         )
-        assert isinstance(built, buildsys.BuildSpec)
-        return built
 
-    build = spec(symbols=not request.stripped)
-    edit = None
-    if proxy is not None:
-        workspace.restore_stale(proxy)
-        if request.envoy_mode is EnvoyMode.REWRITE:
-            edit = workspace.plan_edit(proxy, envoy_path=build.envoy_path)
-    image = ImageRef.parse(f"{settings.registry}/{settings.namespace}/{variant.image_name}:{version}")
+        def spec(symbols: bool) -> BuildSpec:
+            built = module.spec(
+                proxy=proxy,
+                envoy=envoy,
+                target=variant.target,
+                symbols_config=variant.symbols_config,
+                override=request.envoy_mode is EnvoyMode.OVERRIDE,
+                workdir=scratch / "build" / variant.name,
+                bazel=bazel,
+                symbols=symbols,
+            )
+            assert isinstance(built, BuildSpec)
+            return built
+
+        build = spec(symbols=not request.stripped)
+        debug_build = spec(symbols=True) if request.stripped else None
+        if proxy is not None:
+            workspace.restore_stale(proxy)
+            if request.envoy_mode is EnvoyMode.REWRITE:
+                edit = workspace.plan_edit(proxy, envoy_path=build.envoy_path)
     return Plan(
         variant=variant,
         version=version,
@@ -226,9 +258,11 @@ def plan(request: Request, settings: Settings) -> Plan:
         envoy_mode=request.envoy_mode,
         edit=edit,
         build=build,
-        debug_build=spec(symbols=True) if request.stripped else None,
+        debug_build=debug_build,
+        based_on=based_on,
+        packages=_packages(request, the_record, variant, version, based_on),
         dist=scratch / variant.name / str(version),
-        image=image,
+        image=ImageRef.parse(f"{settings.registry}/{settings.namespace}/{variant.image_name}:{version}"),
         base_image=base_image,
         dockerfile=settings.root / "dockerfiles" / variant.dockerfile,
         versions_file=versions_file,
@@ -248,25 +282,82 @@ def _required_path(path: Path | None, role: str) -> Path:
     return path.expanduser().resolve()
 
 
-def _next_version(versions_file: Path, variant: str, sample: bool) -> Version:
+def _next_version(the_record: record.Record, variant: str, sample: bool) -> Version:
     if not sample:
         raise UsageError("no --version given", hint="pass --version MAJOR.MINOR (see `invoke bump`)")
-    latest = record.load(versions_file).latest(variant, working_only=False)
-    return latest.version.bump_minor() if latest else Version(0, 1)
+    return the_record.next_version(variant, "minor")
 
 
-def inputs_key(plan: Plan, states: list[SourceState]) -> str | None:
+def _based_on(the_record: record.Record, variant: Variant, ref: str | None) -> record.Entry:
+    """The release to build on: the one named, else the newest working release of the base variant."""
+    assert variant.builds_on is not None
+    if ref:
+        entry = the_record.get(ref)
+        if entry.variant != variant.builds_on:
+            raise UsageError(f"{variant.name} builds on {variant.builds_on} releases, not on {ref}",
+                             hint=f"pass --based-on {variant.builds_on}@X.Y")
+    else:
+        released = [e for e in the_record.of(variant.builds_on, working_only=True) if e.release is not None]
+        if not released:
+            raise UsageError(
+                f"no {variant.builds_on} release made by hookbuild to build {variant.name} on",
+                hint=f"release {variant.builds_on} first (`invoke release --variant {variant.builds_on}`)",
+            )
+        entry = released[0]
+    if entry.release is None:
+        raise UsageError(
+            f"{entry.ref} predates hookbuild: no pushed image digest or source commits are recorded",
+            hint=f"build on a release made by `invoke release --variant {variant.builds_on}`",
+        )
+    return entry
+
+
+def _packages(
+    request: Request, the_record: record.Record, variant: Variant, version: Version, based_on: record.Entry | None
+) -> tuple[str, ...]:
+    """Extra image packages: asked for, else the record's for this version (bumped) or the latest working."""
+    if request.packages is not None:
+        return request.packages
+    if request.sample:
+        return variant.sample_packages
+    entry = the_record.find(variant.name, version) or the_record.latest(variant.name)
+    if entry is not None and entry.packages:
+        return entry.packages
+    return based_on.packages if based_on is not None else ()
+
+
+def origin_of(plan: Plan) -> Origin:
+    if plan.based_on is not None:
+        release = plan.based_on.release
+        assert release is not None
+        commits = {"envoy": release.envoy_commit}
+        if release.proxy_commit:
+            commits["proxy"] = release.proxy_commit
+        return Origin(commits=commits, dirty=release.dirty)
+    from hookbuild import sources
+
+    assert plan.envoy is not None
+    states = [sources.inspect(plan.envoy, role="envoy")]
+    if plan.proxy is not None:
+        states.append(sources.inspect(plan.proxy, role="proxy"))
+    sources.require_clean(states, allow_dirty=plan.allow_dirty)
+    return Origin(commits={s.role: s.commit for s in states}, dirty=any(s.dirty for s in states))
+
+
+def inputs_key(plan: Plan, origin: Origin) -> str | None:
     """What makes two releases the same. A dirty tree is never the same as anything."""
-    if any(state.dirty for state in states):
+    if origin.dirty:
         return None
+    patches = plan.build.envoy_patches if plan.build else ()
     data = {
         "variant": plan.variant.name,
-        "sources": {state.role: state.commit for state in states},
+        "sources": origin.commits,
         "envoy_mode": plan.envoy_mode.value,
-        "build": plan.build.command.display(),
+        "build": plan.build.command.display() if plan.build else None,
         "debug_build": plan.debug_build.command.display() if plan.debug_build else None,
-        "patches": [hashlib.sha256(p.read_bytes()).hexdigest() for p in plan.build.envoy_patches if p.is_file()],
+        "patches": [hashlib.sha256(p.read_bytes()).hexdigest() for p in patches if p.is_file()],
         "base_image": plan.base_image,
+        "packages": list(plan.packages),
         "dockerfile": hashlib.sha256(plan.dockerfile.read_bytes()).hexdigest(),
         "image": str(plan.image),
     }
@@ -299,7 +390,7 @@ def _stage(name: str, durations: dict[str, float]) -> Iterator[None]:
     try:
         yield
     finally:
-        durations[name] = round(time.monotonic() - started, 2)
+        durations[name] = round(durations.get(name, 0.0) + time.monotonic() - started, 2)
 
 
 def execute(
@@ -308,83 +399,73 @@ def execute(
     client: docker.DockerClient | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Result:
-    from hookbuild import command, images, outputs, probes, sources, symbols, trace_all, workspace
+    from hookbuild import images, probes, symbols, trace_all
 
     durations: dict[str, float] = {}
     with _stage("sources", durations):
-        states = [sources.inspect(plan.envoy, role="envoy")]
-        if plan.proxy is not None:
-            states.append(sources.inspect(plan.proxy, role="proxy"))
-        sources.require_clean(states, allow_dirty=plan.allow_dirty)
-        key = inputs_key(plan, states)
+        origin = origin_of(plan)
+        key = inputs_key(plan, origin)
         existing = _existing(plan, key)
     if existing is not None and existing.release is not None:
         log.info("%s@%s is already released from these inputs: nothing to do", plan.variant.name, plan.version)
         return _result_from_record(plan, existing.release, durations)
 
     client = client or images.connect()
-    images.require_image(client, plan.base_image, hint=_base_hint(plan))
     auth = images.credentials(plan.image.registry, user=plan.registry_user)
-
+    base_auth = images.credentials(ImageRef.parse_any(plan.base_image).registry, user=plan.registry_user)
+    images.ensure(client, plan.base_image, auth=base_auth, hint=_base_hint(plan))
     plan.dist.mkdir(parents=True, exist_ok=True)
-    if plan.build.envoy_copy:
-        with _stage("patch", durations):
-            sources.patched_copy(plan.envoy, plan.build.envoy_patches, plan.build.envoy_copy)
-    builds = [(plan.build, plan.binary, plan.build_log)]
-    if plan.debug_build and plan.debug_binary:
-        builds.insert(0, (plan.debug_build, plan.debug_binary, plan.dist / "build-debug.log"))
-    editing = workspace.local_envoy(plan.proxy, plan.edit) if plan.edit and plan.proxy else nullcontext()
-    with editing:
-        for spec, binary, build_log in builds:
-            with _stage("build" if spec is plan.build else "debug build", durations):
-                command.run(spec.command, log_file=build_log, on_line=_build_line, what="the build")
-            with _stage("locate", durations):
-                built = outputs.resolve_link(spec.output_link, client=client) / spec.output_name
-                if spec.archive_member:
-                    outputs.extract(built, spec.archive_member, binary)
-                else:
-                    outputs.collect(built, binary)
+    _produce_binary(plan, client, durations)
     with _stage("hookpoints", durations):
         info = symbols.read_binary(plan.binary, debug_binary=plan.debug_binary)
         _require_traceable(plan, info)
     with _stage("scripts", durations):
-        scripts_dir = plan.dist / "tracing"
-        scripts = [
-            *probes.write_scripts(info, scripts_dir, binary=plan.variant.binary_in_image),
-            trace_all.write(scripts_dir, info, release=f"{plan.variant.name}@{plan.version}"),
-        ]
-    released_at = now()
+        release_ref = f"{plan.variant.name}@{plan.version}"
+        scripts = (
+            *probes.write_scripts(info, plan.dist, binary=plan.variant.binary_in_image),
+            trace_all.write(plan.dist, info, release=release_ref, binary=plan.variant.binary_in_image),
+        )
+    released_at = now().replace(microsecond=0)
     pushed = False
-    with _stage("image", durations), _context(plan, scripts_dir) as context:
+    with _stage("image", durations), _context(plan, scripts) as context:
         image_id = images.build(
             client,
             context=context,
             dockerfile=plan.dockerfile.name,
-            buildargs={"BASE_IMAGE": plan.base_image},
-            labels=_labels(plan, states, info, released_at),
+            buildargs={"BASE_IMAGE": plan.base_image, "PACKAGES": " ".join(plan.packages)},
+            labels=_labels(plan, origin, info, released_at),
             on_line=lambda line: log.info("  %s", line),
         )
+    if plan.variant.check_command:
+        with _stage("check", durations):
+            images.check(client, image_id, plan.variant.check_command)
     with _stage("push", durations), images.tagged(client, image_id, plan.image, keep=lambda: pushed):
         digest = images.push(client, plan.image, auth=auth, on_progress=_ProgressLog().line)
         with _stage("record", durations):
             provenance = record.Provenance(
                 image=str(plan.image),
                 digest=digest,
-                released_at=released_at.replace(microsecond=0),
-                envoy_commit=states[0].commit,
-                proxy_commit=states[1].commit if len(states) > 1 else None,
-                dirty=any(state.dirty for state in states),
+                released_at=released_at,
+                envoy_commit=origin.commits["envoy"],
+                proxy_commit=origin.commits.get("proxy"),
+                dirty=origin.dirty,
                 binary_sha256=info.sha256,
                 build_id=info.build_id,
-                hookpoints=tuple(
-                    record.Hookpoint(mangled=h.name, demangled=h.demangled) for h in info.hookpoints
-                ),
+                hookpoints=tuple(record.Hookpoint(mangled=h.name, demangled=h.demangled) for h in info.hookpoints),
                 scripts=tuple(path.name for path in scripts),
                 inputs_key=key,
                 base_image=plan.base_image,
                 dockerfile=plan.dockerfile.name,
             )
-            record.add_release(plan.versions_file, plan.variant.name, plan.version, provenance, replace=plan.force)
+            record.add_release(
+                plan.versions_file,
+                plan.variant.name,
+                plan.version,
+                provenance,
+                replace=plan.force,
+                based_on=plan.based_on.ref if plan.based_on else None,
+                packages=plan.packages,
+            )
         pushed = True
     log.info("released %s@%s: %s@%s", plan.variant.name, plan.version, plan.image.name, digest)
     return Result(
@@ -401,6 +482,34 @@ def execute(
     )
 
 
+def _produce_binary(plan: Plan, client: docker.DockerClient, durations: dict[str, float]) -> None:
+    """Build (with the WORKSPACE edit in place), or copy the binary out of the release built on."""
+    from hookbuild import command, images, outputs, sources, workspace
+
+    if plan.build is None:
+        with _stage("locate", durations):
+            images.copy_file(client, plan.base_image, plan.variant.binary_in_image, plan.binary)
+        return
+    if plan.build.envoy_copy:
+        assert plan.envoy is not None
+        with _stage("patch", durations):
+            sources.patched_copy(plan.envoy, plan.build.envoy_patches, plan.build.envoy_copy)
+    builds = [(plan.build, plan.binary, plan.build_log)]
+    if plan.debug_build and plan.debug_binary:
+        builds.insert(0, (plan.debug_build, plan.debug_binary, plan.dist / "build-debug.log"))
+    editing = workspace.local_envoy(plan.proxy, plan.edit) if plan.edit and plan.proxy else nullcontext()
+    with editing:
+        for spec, binary, build_log in builds:
+            with _stage("build" if spec is plan.build else "debug build", durations):
+                command.run(spec.command, log_file=build_log, on_line=_build_line, what="the build")
+            with _stage("locate", durations):
+                built = outputs.resolve_link(spec.output_link, client=client) / spec.output_name
+                if spec.archive_member:
+                    outputs.extract(built, spec.archive_member, binary)
+                else:
+                    outputs.collect(built, binary)
+
+
 def _base_hint(plan: Plan) -> str:
     if plan.sample:
         return "run scripts/setup.sh, which makes the sample base images"
@@ -408,46 +517,50 @@ def _base_hint(plan: Plan) -> str:
 
 
 def _require_traceable(plan: Plan, info: BinaryInfo) -> None:
-    if (info.stripped and info.debug_binary is None) or not info.hookpoints:
-        reason = "is stripped" if info.stripped and not info.hookpoints else "has no hookpoint symbols"
+    if not info.hookpoints:
+        reason = "is stripped" if info.stripped and info.debug_binary is None else "has no hookpoint symbols"
         raise HookbuildError(
             f"{plan.binary} {reason}: an image built from it could not be traced",
             hint="build with symbols"
             + (f" (--config={plan.variant.symbols_config})" if plan.variant.symbols_config else "")
             + " and add hookpoint* functions to Envoy",
         )
-    dead = [h.demangled for h in info.hookpoints if not h.called]
-    for name in dead:
-        log.warning("hookpoint %s has no call site: the compiler removed its calls, a probe will never fire", name)
+    for warning in info.warnings():
+        log.warning("%s", warning)
 
 
-def _labels(plan: Plan, states: list[SourceState], info: BinaryInfo, released_at: datetime) -> dict[str, str]:
+def _labels(plan: Plan, origin: Origin, info: BinaryInfo, released_at: datetime) -> dict[str, str]:
     labels = {
         "org.opencontainers.image.version": str(plan.version),
-        "org.opencontainers.image.created": released_at.replace(microsecond=0).isoformat(),
-        "org.opencontainers.image.revision": states[0].commit,
+        "org.opencontainers.image.created": released_at.isoformat(),
+        "org.opencontainers.image.revision": origin.commits["envoy"],
         "org.opencontainers.image.base.name": plan.base_image,
         "org.opencontainers.image.title": f"hookbuild {plan.variant.name}",
         "io.hookbuild.variant": plan.variant.name,
         "io.hookbuild.hookpoints": str(len(info.hookpoints)),
         "io.hookbuild.binary.sha256": info.sha256,
-        "io.hookbuild.dirty": str(any(state.dirty for state in states)).lower(),
+        "io.hookbuild.dirty": str(origin.dirty).lower(),
     }
-    for state in states:
-        labels[f"io.hookbuild.{state.role}.commit"] = state.commit
+    labels.update({f"io.hookbuild.{role}.commit": commit for role, commit in origin.commits.items()})
     if info.build_id:
         labels["io.hookbuild.binary.build-id"] = info.build_id
+    if plan.based_on:
+        labels["io.hookbuild.based-on"] = plan.based_on.ref
     return labels
 
 
 @contextmanager
-def _context(plan: Plan, scripts_dir: Path) -> Iterator[Path]:
-    """A minimal build context: the Dockerfile, the binary, the scripts (hard links, no copies)."""
+def _context(plan: Plan, scripts: tuple[Path, ...]) -> Iterator[Path]:
+    """A minimal build context: the Dockerfile, the binary, the scripts, the variant's extra files."""
     with tempfile.TemporaryDirectory(prefix="hookbuild-context-", dir=plan.dist) as tmp:
         context = Path(tmp)
         shutil.copyfile(plan.dockerfile, context / plan.dockerfile.name)
         os.link(plan.binary, context / "envoy")
-        shutil.copytree(scripts_dir, context / "tracing", copy_function=os.link)
+        (context / "tracing").mkdir()
+        for script in scripts:
+            shutil.copy2(script, context / "tracing" / script.name)
+        for name in plan.variant.context_files:
+            shutil.copy2(plan.dockerfile.parent / name, context / name)
         yield context
 
 

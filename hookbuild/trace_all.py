@@ -29,15 +29,19 @@ def _template() -> str:
     return resources.files("hookbuild").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
 
 
-def render(info: BinaryInfo, *, release: str) -> str:
-    """The text of trace_all.sh for the binary `info` describes, released as `release` (e.g. istio@12.0)."""
-    in_sidecar = probes.bpftrace_script(info, binary=ENVOY)
-    on_node = probes.bpftrace_script(info, binary=f"/proc/{HOST_PID}/root{ENVOY}")
+def render(info: BinaryInfo, *, release: str, binary: str = ENVOY) -> str:
+    """The text of trace_all.sh for the binary `info` describes, released as `release` (e.g. istio@12.0).
+
+    `binary` is where the image keeps Envoy (/usr/bin/cilium-envoy in Cilium's image).
+    """
+    in_sidecar = probes.bpftrace_script(info, binary=binary)
+    on_node = probes.bpftrace_script(info, binary=f"/proc/{HOST_PID}/root{binary}")
     for program in (in_sidecar, on_node):
         if any(line.strip() == _END for line in program.splitlines()):
             raise SymbolError(f"the bpftrace program holds the line {_END}", hint="rename that hookpoint")
     values = {
         "@@RELEASE@@": release,
+        "@@ENVOY@@": binary,
         "@@ORIGIN@@": f"{info.path.name} (sha256 {info.sha256[:12]}, build-id {info.build_id or 'none'})",
         "@@COUNT@@": str(len(info.hookpoints)),
         "@@BPFTRACE_FLAGS@@": "--unsafe" if probes.needs_unsafe(info) else "",
@@ -53,9 +57,9 @@ def render(info: BinaryInfo, *, release: str) -> str:
     return text
 
 
-def write(dest_dir: Path, info: BinaryInfo, *, release: str) -> Path:
+def write(dest_dir: Path, info: BinaryInfo, *, release: str, binary: str = ENVOY) -> Path:
     """Write `dest_dir/trace_all.sh` (executable), atomically; returns its path."""
-    text = render(info, release=release)
+    text = render(info, release=release, binary=binary)
     path = dest_dir / SCRIPT
     temporary = dest_dir / f".{SCRIPT}.tmp"
     try:

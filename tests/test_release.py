@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-import tarfile
 import tomllib
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import git
 import pytest
 
 from conftest import ROOT, run_invoke
-from hookbuild import config, symbols, variants
+from hookbuild import config, images, symbols, variants
 from hookbuild.release import EnvoyMode, Request, plan
 from hookbuild.version import Version
 
@@ -38,20 +36,6 @@ def sample_repo(tmp_path: Path, name: str) -> Path:
     repo.git.add(A=True)
     repo.git.commit(m="sample", author="t <t@example.invalid>")
     repo.close()
-    return dest
-
-
-def file_from_image(client: docker.DockerClient, image: str, path: str, dest: Path) -> Path:
-    container = client.containers.create(image)
-    try:
-        stream, _ = container.get_archive(path)
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            member = tar.getmembers()[0]
-            extracted = tar.extractfile(member)
-            assert extracted is not None
-            dest.write_bytes(extracted.read())
-    finally:
-        container.remove()
     return dest
 
 
@@ -104,12 +88,17 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
     assert registry_data.id == result["digest"]
     docker_client.images.remove(result["image"], noprune=True)
     docker_client.images.pull(f"{REGISTRY}/hookbuild/istio-proxy", tag="12.1", auth_config=registry_auth())
-    envoy = file_from_image(docker_client, result["pinned"], "/usr/local/bin/envoy", tmp_path / "envoy-in-image")
+    envoy = images.copy_file(docker_client, result["pinned"], "/usr/local/bin/envoy", tmp_path / "envoy-in-image")
     info = symbols.read_binary(envoy)
     assert not info.stripped
     names = {h.demangled.split("(")[0] for h in info.hookpoints}
     assert {"Envoy::Http::hookpointDecodeHeaders", "Envoy::Router::hookpointRouterDecodeHeaders"} <= names
     assert info.sha256 == result["binary_sha256"]
+    dist = tmp_path / "sample" / "istio" / "12.1"
+    assert {p.name for p in dist.iterdir()} >= {"envoy", "build.log", "trace.bt", "trace_bcc.py", "hookpoints.json",
+                                                 "trace_all.sh"}
+    scripts = images.copy_file(docker_client, result["pinned"], "/usr/local/share/hookbuild/trace.bt", tmp_path / "t.bt")
+    assert scripts.read_text() == (dist / "trace.bt").read_text()
 
     # Recorded in the scratch record, never in the real one.
     recorded = tomllib.loads((tmp_path / "sample" / "versions.toml").read_text())
@@ -194,7 +183,9 @@ def test_failed_push_records_nothing(
 def test_dirty_sources_are_refused(tmp_path: Path) -> None:
     envoy, proxy = sample_repo(tmp_path, "envoy"), sample_repo(tmp_path, "proxy")
     (envoy / "scratch.txt").write_text("uncommitted")
+    versions = tmp_path / "versions.toml"
+    shutil.copyfile(ROOT / "versions.toml", versions)
     ran = run_invoke("release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
-                     "--versions-file", str(tmp_path / "none.toml"))
+                     "--versions-file", str(versions))
     assert ran.returncode == 1
     assert "uncommitted changes in envoy" in ran.stderr and "--allow-dirty" in ran.stderr
