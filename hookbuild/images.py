@@ -49,9 +49,14 @@ class ImageRef:
         registry = match.group("registry") or ""
         if registry and "." not in registry and ":" not in registry and registry != "localhost":
             # docker's rule: a first component without '.' or ':' is a Docker Hub namespace.
-            return cls(registry="docker.io", repository=f"{registry}/{match.group('repository')}",
-                       tag=match.group("tag"))
-        return cls(registry=registry or "docker.io", repository=match.group("repository"), tag=match.group("tag"))
+            return cls(
+                registry="docker.io",
+                repository=f"{registry}/{match.group('repository')}",
+                tag=match.group("tag"),
+            )
+        return cls(
+            registry=registry or "docker.io", repository=match.group("repository"), tag=match.group("tag")
+        )
 
     @classmethod
     def parse_any(cls, text: str) -> ImageRef:
@@ -60,8 +65,10 @@ class ImageRef:
         if not match:
             return cls.parse(text)  # raises the usual error
         tag = match.group("tag") or "latest"
-        return cls.parse(f"{match.group('registry') + '/' if match.group('registry') else ''}"
-                         f"{match.group('repository')}:{tag}")
+        return cls.parse(
+            f"{match.group('registry') + '/' if match.group('registry') else ''}"
+            f"{match.group('repository')}:{tag}"
+        )
 
     @property
     def name(self) -> str:
@@ -95,7 +102,9 @@ def connect() -> docker.DockerClient:
     return client
 
 
-def credentials(registry: str, *, user: str | None, env: Mapping[str, str] | None = None) -> dict[str, str] | None:
+def credentials(
+    registry: str, *, user: str | None, env: Mapping[str, str] | None = None
+) -> dict[str, str] | None:
     """Registry credentials from HOOKBUILD_REGISTRY_PASSWORD (+ user), else the Docker config.
 
     Returned as an explicit auth_config: credential helpers in the Docker config would otherwise override
@@ -212,7 +221,9 @@ def copy_file(client: docker.DockerClient, image: str, path: str, dest: Path) ->
         member = tar.next()
         source = tar.extractfile(member) if member is not None else None
         if source is None:
-            raise ImageError(f"{path} in {image} is not a regular file", hint="is this the right release image?")
+            raise ImageError(
+                f"{path} in {image} is not a regular file", hint="is this the right release image?"
+            )
         tmp = dest.with_name(f".{dest.name}.tmp")
         tmp.write_bytes(source.read())
     tmp.chmod(0o755)
@@ -227,20 +238,26 @@ def check(client: docker.DockerClient, image: str, command: tuple[str, ...]) -> 
     try:
         output = client.containers.run(image, entrypoint=list(command), remove=True, stdout=True, stderr=True)
     except docker.errors.ContainerError as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        stderr = (
+            exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        )
         raise ImageError(
             f"`{' '.join(command)}` fails in the built image (exit {exc.exit_status}): {stderr.strip()[-300:]}",
             hint="check the packages the image installs",
         ) from exc
     except docker.errors.APIError as exc:
-        raise ImageError(f"`{' '.join(command)}` cannot run in the built image: {exc.explanation or exc}",
-                         hint="check the packages the image installs") from exc
+        raise ImageError(
+            f"`{' '.join(command)}` cannot run in the built image: {exc.explanation or exc}",
+            hint="check the packages the image installs",
+        ) from exc
     text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
     log.info("  %s: %s", " ".join(command), (text.strip().splitlines() or [""])[0])
 
 
 @contextmanager
-def tagged(client: docker.DockerClient, image_id: str, ref: ImageRef, *, keep: Callable[[], bool]) -> Iterator[None]:
+def tagged(
+    client: docker.DockerClient, image_id: str, ref: ImageRef, *, keep: Callable[[], bool]
+) -> Iterator[None]:
     """Tag the image for the push; the tag is removed again unless `keep()` says the release landed."""
     image = client.images.get(image_id)
     image.tag(ref.name, ref.tag)
@@ -284,8 +301,9 @@ def push(
                 layer = chunk.get("id")
                 on_progress(str(layer) if layer and layer != ref.tag else None, str(status))
     except docker.errors.APIError as exc:
-        raise ImageError(f"push of {ref} failed: {secrets.redact(str(exc.explanation or exc))}",
-                         hint=_push_hint(str(exc))) from exc
+        raise ImageError(
+            f"push of {ref} failed: {secrets.redact(str(exc.explanation or exc))}", hint=_push_hint(str(exc))
+        ) from exc
     if digest is None:
         raise ImageError(f"push of {ref} ended without a digest", hint="check the registry's logs")
     return digest

@@ -51,8 +51,10 @@ def resolve_link(
             hint="run hookbuild on the Docker host (a remote, rootless or Desktop daemon keeps volumes elsewhere)",
         )
     if not host.exists():
-        raise OutputError(f"{link} -> {target} -> {host}: no such directory in volume {volume!r}",
-                          hint="the build did not produce output; see the build log")
+        raise OutputError(
+            f"{link} -> {target} -> {host}: no such directory in volume {volume!r}",
+            hint="the build did not produce output; see the build log",
+        )
     return host
 
 

@@ -118,7 +118,9 @@ class Plan:
             ]
         else:
             sources = f"envoy {self.envoy}" + (f", proxy {self.proxy}" if self.proxy else "")
-            steps.append(f"sources: check {sources} (commit, dirty{' allowed' if self.allow_dirty else ' refused'})")
+            steps.append(
+                f"sources: check {sources} (commit, dirty{' allowed' if self.allow_dirty else ' refused'})"
+            )
             if self.build.envoy_copy:
                 patches = ", ".join(p.name for p in self.build.envoy_patches) or "no patches"
                 steps.append(f"patch: copy envoy to {self.build.envoy_copy} and apply {patches}")
@@ -201,15 +203,19 @@ def plan(request: Request, settings: Settings) -> Plan:
     edit = based_on = None
     if variant.builds_on:
         if request.envoy or request.proxy:
-            raise UsageError(f"{variant.name} builds on a recorded release, not on checkouts",
-                             hint="drop --envoy/--proxy; choose the release with --based-on")
+            raise UsageError(
+                f"{variant.name} builds on a recorded release, not on checkouts",
+                hint="drop --envoy/--proxy; choose the release with --based-on",
+            )
         based_on = _based_on(the_record, variant, request.based_on)
         assert based_on.release is not None
         base_image = request.base_image or based_on.release.pinned
     else:
         if request.based_on:
-            raise UsageError(f"--based-on is for variants that build on a release, not {variant.name}",
-                             hint="drop --based-on")
+            raise UsageError(
+                f"--based-on is for variants that build on a release, not {variant.name}",
+                hint="drop --based-on",
+            )
         if request.sample:
             src = scratch / "src" / variant.name
             examples = settings.root / "examples"
@@ -220,7 +226,9 @@ def plan(request: Request, settings: Settings) -> Plan:
             envoy = _required_path(request.envoy or settings.envoy, "envoy")
             if variant.needs_proxy:
                 proxy = _required_path(request.proxy or settings.proxy, "proxy")
-        base_image = request.base_image or (variant.sample_base_image if request.sample else variant.base_image)
+        base_image = request.base_image or (
+            variant.sample_base_image if request.sample else variant.base_image
+        )
         assert variant.build_system is not None
         module = import_module(f"hookbuild.buildsys.{variant.build_system}")
         bazel = BazelOptions(
@@ -294,8 +302,10 @@ def _based_on(the_record: record.Record, variant: Variant, ref: str | None) -> r
     if ref:
         entry = the_record.get(ref)
         if entry.variant != variant.builds_on:
-            raise UsageError(f"{variant.name} builds on {variant.builds_on} releases, not on {ref}",
-                             hint=f"pass --based-on {variant.builds_on}@X.Y")
+            raise UsageError(
+                f"{variant.name} builds on {variant.builds_on} releases, not on {ref}",
+                hint=f"pass --based-on {variant.builds_on}@X.Y",
+            )
     else:
         released = [e for e in the_record.of(variant.builds_on, working_only=True) if e.release is not None]
         if not released:
@@ -313,7 +323,11 @@ def _based_on(the_record: record.Record, variant: Variant, ref: str | None) -> r
 
 
 def _packages(
-    request: Request, the_record: record.Record, variant: Variant, version: Version, based_on: record.Entry | None
+    request: Request,
+    the_record: record.Record,
+    variant: Variant,
+    version: Version,
+    based_on: record.Entry | None,
 ) -> tuple[str, ...]:
     """Extra image packages: asked for, else the record's for this version (bumped) or the latest working."""
     if request.packages is not None:
@@ -375,7 +389,9 @@ def _existing(plan: Plan, key: str | None) -> record.Entry | None:
     if key is not None and entry.release.inputs_key == key:
         return entry
     if plan.force:
-        log.warning("%s@%s is recorded with other inputs; --force replaces it", plan.variant.name, plan.version)
+        log.warning(
+            "%s@%s is recorded with other inputs; --force replaces it", plan.variant.name, plan.version
+        )
         return None
     raise RecordError(
         f"{plan.variant.name}@{plan.version} is already recorded in {plan.versions_file} with other inputs",
@@ -407,7 +423,9 @@ def execute(
         key = inputs_key(plan, origin)
         existing = _existing(plan, key)
     if existing is not None and existing.release is not None:
-        log.info("%s@%s is already released from these inputs: nothing to do", plan.variant.name, plan.version)
+        log.info(
+            "%s@%s is already released from these inputs: nothing to do", plan.variant.name, plan.version
+        )
         return _result_from_record(plan, existing.release, durations)
 
     client = client or images.connect()
@@ -451,7 +469,9 @@ def execute(
                 dirty=origin.dirty,
                 binary_sha256=info.sha256,
                 build_id=info.build_id,
-                hookpoints=tuple(record.Hookpoint(mangled=h.name, demangled=h.demangled) for h in info.hookpoints),
+                hookpoints=tuple(
+                    record.Hookpoint(mangled=h.name, demangled=h.demangled) for h in info.hookpoints
+                ),
                 scripts=tuple(path.name for path in scripts),
                 inputs_key=key,
                 base_image=plan.base_image,

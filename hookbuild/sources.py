@@ -22,7 +22,9 @@ class SourceState:
 
 def inspect(path: Path, *, role: str) -> SourceState:
     if not path.is_dir():
-        raise SourceError(f"{role} checkout {path} does not exist", hint=f"pass --{role} PATH to a git checkout")
+        raise SourceError(
+            f"{role} checkout {path} does not exist", hint=f"pass --{role} PATH to a git checkout"
+        )
     try:
         repo = git.Repo(path)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -39,7 +41,9 @@ def inspect(path: Path, *, role: str) -> SourceState:
         try:
             commit = repo.head.commit.hexsha
         except ValueError as exc:
-            raise SourceError(f"{role} checkout {path} has no commits", hint="commit the sources first") from exc
+            raise SourceError(
+                f"{role} checkout {path} has no commits", hint="commit the sources first"
+            ) from exc
         branch = None if repo.head.is_detached else repo.active_branch.name
         dirty = repo.is_dirty(untracked_files=True)
     return SourceState(role=role, path=path.resolve(), commit=commit, dirty=dirty, branch=branch)
@@ -71,10 +75,14 @@ def materialize_sample(source: Path, dest: Path) -> Path:
     Same content gives the same commit SHA on every machine, so retries of a sample release are recognised.
     """
     if not source.is_dir():
-        raise SourceError(f"sample sources {source} are missing", hint="reinstall hookbuild from a full checkout")
+        raise SourceError(
+            f"sample sources {source} are missing", hint="reinstall hookbuild from a full checkout"
+        )
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(source, dest, symlinks=True, ignore=shutil.ignore_patterns("bazel-*", "out", "__pycache__"))
+    shutil.copytree(
+        source, dest, symlinks=True, ignore=shutil.ignore_patterns("bazel-*", "out", "__pycache__")
+    )
     with git.Repo.init(dest, initial_branch="main") as repo:
         repo.git.add(A=True)
         repo.git.commit(m=f"hookbuild sample: {source.name}", no_verify=True, env=_SAMPLE_IDENTITY)

@@ -94,7 +94,9 @@ def top_level_calls(text: str, path: str = "WORKSPACE") -> list[Call]:
             depth_openers.append(tok)
         elif tok.value in ")]}":
             if not depth_openers or _CLOSERS[depth_openers[-1].value] != tok.value:
-                raise WorkspaceError(f"{path}:{line_of(text, tok.start)}: unbalanced {tok.value!r}", hint=_SYNTAX_HINT)
+                raise WorkspaceError(
+                    f"{path}:{line_of(text, tok.start)}: unbalanced {tok.value!r}", hint=_SYNTAX_HINT
+                )
             depth_openers.pop()
     if depth_openers:
         raise WorkspaceError(
@@ -122,8 +124,14 @@ def _read_call(text: str, toks: list[Token], paren: int, path: str) -> Call:
         elif tok.kind == "op" and tok.value in ")]}":
             depth -= 1
             if depth == 0:
-                return Call(function=name.value, start=name.start, end=tok.end, line=line_of(text, name.start),
-                            kwargs=kwargs, lists=lists)
+                return Call(
+                    function=name.value,
+                    start=name.start,
+                    end=tok.end,
+                    line=line_of(text, name.start),
+                    kwargs=kwargs,
+                    lists=lists,
+                )
         elif depth == 1 and tok.kind == "name" and _is(toks, i + 1, "=") and not _is(toks, i + 2, "="):
             value = _literal(toks, i + 2)
             if isinstance(value, str):
@@ -131,8 +139,9 @@ def _read_call(text: str, toks: list[Token], paren: int, path: str) -> Call:
             elif value is not None:
                 lists[tok.value] = value
         i += 1
-    raise WorkspaceError(f"{path}:{line_of(text, name.start)}: bracket opened here is never closed",
-                         hint=_SYNTAX_HINT)
+    raise WorkspaceError(
+        f"{path}:{line_of(text, name.start)}: bracket opened here is never closed", hint=_SYNTAX_HINT
+    )
 
 
 def _is(toks: list[Token], i: int, op: str) -> bool:

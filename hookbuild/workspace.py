@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hookbuild.errors import WorkspaceError
-from hookbuild.starlark import Call, top_level_calls
+from hookbuild.starlark import top_level_calls
 
 log = logging.getLogger("hookbuild")
 
@@ -70,7 +70,7 @@ def plan_edit(proxy: Path, *, envoy_path: str = ENVOY_MOUNT) -> Edit:
             lines = ", ".join(str(rule.line) for rule in rules)
             raise WorkspaceError(
                 f"{workspace}: {len(rules)} rules declare the envoy repository (lines {lines})",
-                hint="keep exactly one `name = \"envoy\"` rule",
+                hint='keep exactly one `name = "envoy"` rule',
             )
         if rules:
             rule = rules[0]
@@ -80,14 +80,14 @@ def plan_edit(proxy: Path, *, envoy_path: str = ENVOY_MOUNT) -> Edit:
                 start=rule.start,
                 end=rule.end,
                 text=replacement,
-                describes=f"{workspace.name}:{rule.line}: {rule.function}(name = \"envoy\") -> "
-                f"local_repository(path = \"{envoy_path}\")",
+                describes=f'{workspace.name}:{rule.line}: {rule.function}(name = "envoy") -> '
+                f'local_repository(path = "{envoy_path}")',
             )
     if module.is_file():
         return _plan_module_edit(module, envoy_path)
     where = workspace or proxy / "WORKSPACE"
     raise WorkspaceError(
-        f"{where}: no repository rule named \"envoy\" (looked for {', '.join(sorted(_REPOSITORY_RULES))})",
+        f'{where}: no repository rule named "envoy" (looked for {", ".join(sorted(_REPOSITORY_RULES))})',
         hint="point --proxy at an istio/proxy or cilium/proxy checkout, or use --envoy-mode override",
     )
 
@@ -97,10 +97,12 @@ def _plan_module_edit(module: Path, envoy_path: str) -> Edit:
     calls = top_level_calls(text, str(module))
     if not any(c.function == "bazel_dep" and c.kwargs.get("name") == "envoy" for c in calls):
         raise WorkspaceError(
-            f"{module}: no bazel_dep(name = \"envoy\") and no WORKSPACE envoy rule",
+            f'{module}: no bazel_dep(name = "envoy") and no WORKSPACE envoy rule',
             hint="point --proxy at a checkout that depends on envoy",
         )
-    overrides = [c for c in calls if c.function in _MODULE_OVERRIDES and c.kwargs.get("module_name") == "envoy"]
+    overrides = [
+        c for c in calls if c.function in _MODULE_OVERRIDES and c.kwargs.get("module_name") == "envoy"
+    ]
     if len(overrides) > 1:
         raise WorkspaceError(f"{module}: {len(overrides)} overrides of module envoy", hint="keep at most one")
     replacement = f'local_path_override(\n    module_name = "envoy",\n    path = "{envoy_path}",\n)'
@@ -119,7 +121,7 @@ def _plan_module_edit(module: Path, envoy_path: str) -> Edit:
         start=len(text),
         end=len(text),
         text=f"{tail}\n{replacement}\n",
-        describes="MODULE.bazel: add local_path_override(module_name = \"envoy\")",
+        describes='MODULE.bazel: add local_path_override(module_name = "envoy")',
     )
 
 

@@ -42,7 +42,7 @@ def docker_client():  # type: ignore[no-untyped-def]
     try:
         client = docker.from_env()
         client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"Docker engine not reachable ({exc}); run scripts/setup.sh")
     yield client
     client.close()

@@ -11,8 +11,8 @@ from pathlib import Path
 import docker
 import git
 import pytest
-
 from conftest import ROOT, run_invoke
+
 from hookbuild import config, images, symbols, variants
 from hookbuild.release import EnvoyMode, Request, plan
 from hookbuild.version import Version
@@ -58,8 +58,14 @@ def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> N
     assert release_plan.versions_file == tmp_path / "sample" / "versions.toml"
     assert digest_of(ROOT / "versions.toml") == before
     override = plan(
-        Request(variant=variants.get("istio"), version=Version(12, 1), envoy=None, proxy=None, sample=True,
-                envoy_mode=EnvoyMode.OVERRIDE),
+        Request(
+            variant=variants.get("istio"),
+            version=Version(12, 1),
+            envoy=None,
+            proxy=None,
+            sample=True,
+            envoy_mode=EnvoyMode.OVERRIDE,
+        ),
         settings,
     )
     assert override.edit is None
@@ -67,7 +73,9 @@ def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> N
 
 
 def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
-    ran = run_invoke("release", "--variant", "istio", "--sample", "--dry-run", env={"HOOKBUILD_DIST": str(tmp_path)})
+    ran = run_invoke(
+        "release", "--variant", "istio", "--sample", "--dry-run", env={"HOOKBUILD_DIST": str(tmp_path)}
+    )
     assert ran.returncode == 0, ran.stderr
     assert "dry run, nothing changed" in ran.stdout
     assert "9. record:" in ran.stdout
@@ -88,16 +96,26 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
     assert registry_data.id == result["digest"]
     docker_client.images.remove(result["image"], noprune=True)
     docker_client.images.pull(f"{REGISTRY}/hookbuild/istio-proxy", tag="12.1", auth_config=registry_auth())
-    envoy = images.copy_file(docker_client, result["pinned"], "/usr/local/bin/envoy", tmp_path / "envoy-in-image")
+    envoy = images.copy_file(
+        docker_client, result["pinned"], "/usr/local/bin/envoy", tmp_path / "envoy-in-image"
+    )
     info = symbols.read_binary(envoy)
     assert not info.stripped
     names = {h.demangled.split("(")[0] for h in info.hookpoints}
     assert {"Envoy::Http::hookpointDecodeHeaders", "Envoy::Router::hookpointRouterDecodeHeaders"} <= names
     assert info.sha256 == result["binary_sha256"]
     dist = tmp_path / "sample" / "istio" / "12.1"
-    assert {p.name for p in dist.iterdir()} >= {"envoy", "build.log", "trace.bt", "trace_bcc.py", "hookpoints.json",
-                                                 "trace_all.sh"}
-    scripts = images.copy_file(docker_client, result["pinned"], "/usr/local/share/hookbuild/trace.bt", tmp_path / "t.bt")
+    assert {p.name for p in dist.iterdir()} >= {
+        "envoy",
+        "build.log",
+        "trace.bt",
+        "trace_bcc.py",
+        "hookpoints.json",
+        "trace_all.sh",
+    }
+    scripts = images.copy_file(
+        docker_client, result["pinned"], "/usr/local/share/hookbuild/trace.bt", tmp_path / "t.bt"
+    )
     assert scripts.read_text() == (dist / "trace.bt").read_text()
 
     # Recorded in the scratch record, never in the real one.
@@ -121,14 +139,30 @@ def test_override_mode_edits_no_file(tmp_path: Path, docker_client: docker.Docke
     versions = tmp_path / "versions.toml"
     shutil.copyfile(ROOT / "versions.toml", versions)
     ran = run_invoke(
-        "release", "--variant", "istio", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
-        "--envoy-mode", "override", "--base-image", "hookbuild-sample/proxyv2:sample",
-        "--versions-file", str(versions), "--json",
+        "release",
+        "--variant",
+        "istio",
+        "--version",
+        "13.0",
+        "--envoy",
+        str(envoy),
+        "--proxy",
+        str(proxy),
+        "--envoy-mode",
+        "override",
+        "--base-image",
+        "hookbuild-sample/proxyv2:sample",
+        "--versions-file",
+        str(versions),
+        "--json",
         env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert digest_of(proxy / "WORKSPACE") == workspace
-    assert "--override_repository=envoy=/envoy" in (tmp_path / "dist" / "istio" / "13.0" / "build.log").read_text()
+    assert (
+        "--override_repository=envoy=/envoy"
+        in (tmp_path / "dist" / "istio" / "13.0" / "build.log").read_text()
+    )
     assert json.loads(ran.stdout)["hookpoints"] >= 4
 
 
@@ -144,8 +178,17 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
     shutil.copyfile(ROOT / "versions.toml", versions)
     record_before = digest_of(versions)
     ran = run_invoke(
-        "release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
-        "--base-image", "hookbuild-sample/proxyv2:sample", "--versions-file", str(versions),
+        "release",
+        "--version",
+        "13.0",
+        "--envoy",
+        str(envoy),
+        "--proxy",
+        str(proxy),
+        "--base-image",
+        "hookbuild-sample/proxyv2:sample",
+        "--versions-file",
+        str(versions),
         env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
     )
     assert ran.returncode == 1
@@ -160,9 +203,14 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"HOOKBUILD_REGISTRY_USER": "hookbuild", "HOOKBUILD_REGISTRY_PASSWORD": "wrong-password-123"},
-         "unauthorized"),
-        ({"HOOKBUILD_REGISTRY": "127.0.0.1:5999"}, "push of 127.0.0.1:5999/hookbuild/istio-proxy:14.3 failed"),
+        (
+            {"HOOKBUILD_REGISTRY_USER": "hookbuild", "HOOKBUILD_REGISTRY_PASSWORD": "wrong-password-123"},
+            "unauthorized",
+        ),
+        (
+            {"HOOKBUILD_REGISTRY": "127.0.0.1:5999"},
+            "push of 127.0.0.1:5999/hookbuild/istio-proxy:14.3 failed",
+        ),
     ],
     ids=["wrong-password", "registry-down"],
 )
@@ -185,7 +233,16 @@ def test_dirty_sources_are_refused(tmp_path: Path) -> None:
     (envoy / "scratch.txt").write_text("uncommitted")
     versions = tmp_path / "versions.toml"
     shutil.copyfile(ROOT / "versions.toml", versions)
-    ran = run_invoke("release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
-                     "--versions-file", str(versions))
+    ran = run_invoke(
+        "release",
+        "--version",
+        "13.0",
+        "--envoy",
+        str(envoy),
+        "--proxy",
+        str(proxy),
+        "--versions-file",
+        str(versions),
+    )
     assert ran.returncode == 1
     assert "uncommitted changes in envoy" in ran.stderr and "--allow-dirty" in ran.stderr

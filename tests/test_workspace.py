@@ -35,14 +35,17 @@ def digest(path: Path) -> str:
 
 @pytest.mark.parametrize(
     ("name", "function", "line"),
-    [("istio-1.26.WORKSPACE", "http_archive", 20), ("tricky.WORKSPACE", "http_archive", 12),
-     ("cilium.WORKSPACE", "git_repository", 12)],
+    [
+        ("istio-1.26.WORKSPACE", "http_archive", 20),
+        ("tricky.WORKSPACE", "http_archive", 12),
+        ("cilium.WORKSPACE", "git_repository", 12),
+    ],
 )
 def test_rewrite_replaces_only_the_envoy_rule(tmp_path: Path, name: str, function: str, line: int) -> None:
     proxy = checkout(tmp_path, name)
     original = (proxy / "WORKSPACE").read_text()
     edit = plan_edit(proxy)
-    assert f"{function}(name = \"envoy\")" in edit.describes and f"WORKSPACE:{line}:" in edit.describes
+    assert f'{function}(name = "envoy")' in edit.describes and f"WORKSPACE:{line}:" in edit.describes
     rewritten = edit.apply(original)
     before, after = original[: edit.start], original[edit.end :]
     assert rewritten == before + 'local_repository(\n    name = "envoy",\n    path = "/envoy",\n)' + after
@@ -59,7 +62,9 @@ def test_rewrite_replaces_only_the_envoy_rule(tmp_path: Path, name: str, functio
 def test_tricky_strings_and_comments_are_not_rules(tmp_path: Path) -> None:
     calls = top_level_calls((DATA / "tricky.WORKSPACE").read_text())
     assert [(c.function, c.kwargs.get("name")) for c in calls] == [
-        ("workspace", "tricky"), ("load", None), ("http_archive", "envoy_api"),
+        ("workspace", "tricky"),
+        ("load", None),
+        ("http_archive", "envoy_api"),
         ("http_archive", "envoy"),
     ]
 
@@ -85,7 +90,9 @@ def test_missing_workspace(tmp_path: Path) -> None:
 
 
 def test_bzlmod_gets_local_path_override(tmp_path: Path) -> None:
-    (tmp_path / "MODULE.bazel").write_text('module(name = "proxy")\nbazel_dep(name = "envoy", version = "1.36.0")\n')
+    (tmp_path / "MODULE.bazel").write_text(
+        'module(name = "proxy")\nbazel_dep(name = "envoy", version = "1.36.0")\n'
+    )
     edit = plan_edit(tmp_path)
     text = edit.apply((tmp_path / "MODULE.bazel").read_text())
     assert text.endswith('local_path_override(\n    module_name = "envoy",\n    path = "/envoy",\n)\n')
@@ -99,7 +106,7 @@ def test_restored_after_a_failed_build(tmp_path: Path) -> None:
     before = digest(proxy / "WORKSPACE")
     edit = plan_edit(proxy)
     with pytest.raises(RuntimeError), local_envoy(proxy, edit):
-        assert "local_repository(\n    name = \"envoy\"" in (proxy / "WORKSPACE").read_text()
+        assert 'local_repository(\n    name = "envoy"' in (proxy / "WORKSPACE").read_text()
         assert backup_path(proxy, proxy / "WORKSPACE").is_file()
         raise RuntimeError("bazel failed")
     assert digest(proxy / "WORKSPACE") == before
@@ -152,9 +159,16 @@ def test_sigint_restores(tmp_path: Path) -> None:
 
 _starlark_text = st.lists(
     st.sampled_from(
-        ['http_archive(\n    name = "envoy",\n    url = "u",\n)\n', "# comment ) (\n", 'X = "a)b"\n',
-         "Y = '''\n(\n'''\n", 'load("@x//:y.bzl", "z")\n', "z(name = 'other', deps = [1, (2)])\n", "\n",
-         'ENVOY_SHA = "abc"\n']
+        [
+            'http_archive(\n    name = "envoy",\n    url = "u",\n)\n',
+            "# comment ) (\n",
+            'X = "a)b"\n',
+            "Y = '''\n(\n'''\n",
+            'load("@x//:y.bzl", "z")\n',
+            "z(name = 'other', deps = [1, (2)])\n",
+            "\n",
+            'ENVOY_SHA = "abc"\n',
+        ]
     ),
     min_size=1,
     max_size=12,

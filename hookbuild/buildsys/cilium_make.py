@@ -39,8 +39,15 @@ def _label_path(proxy: Path, label: str) -> Path:
 
 
 def spec(
-    *, proxy: Path | None, envoy: Path, target: str, symbols_config: str | None, override: bool,
-    bazel: BazelOptions, workdir: Path, symbols: bool = True,
+    *,
+    proxy: Path | None,
+    envoy: Path,
+    target: str,
+    symbols_config: str | None,
+    override: bool,
+    bazel: BazelOptions,
+    workdir: Path,
+    symbols: bool = True,
 ) -> BuildSpec:
     assert proxy is not None
     del symbols_config  # chosen by the Makefile: RELEASE_DEBUG=1 -> --config=release_debug

@@ -15,8 +15,15 @@ from hookbuild.command import Command
 
 
 def spec(
-    *, proxy: Path | None, envoy: Path, target: str, symbols_config: str | None, override: bool,
-    bazel: BazelOptions, workdir: Path, symbols: bool = True,
+    *,
+    proxy: Path | None,
+    envoy: Path,
+    target: str,
+    symbols_config: str | None,
+    override: bool,
+    bazel: BazelOptions,
+    workdir: Path,
+    symbols: bool = True,
 ) -> BuildSpec:
     del proxy, symbols_config, override, symbols  # no proxy, no override; dbg/envoy keeps symbols
     build_dir = workdir / "envoy-docker-build"

@@ -16,8 +16,15 @@ from hookbuild.workspace import ENVOY_MOUNT
 
 
 def spec(
-    *, proxy: Path | None, envoy: Path, target: str, symbols_config: str | None, override: bool,
-    bazel: BazelOptions, workdir: Path, symbols: bool = True,
+    *,
+    proxy: Path | None,
+    envoy: Path,
+    target: str,
+    symbols_config: str | None,
+    override: bool,
+    bazel: BazelOptions,
+    workdir: Path,
+    symbols: bool = True,
 ) -> BuildSpec:
     del workdir, symbols  # state lives in the `cache` volume; symbols always (release-symbol)
     assert proxy is not None and symbols_config is not None
