@@ -8,7 +8,7 @@ from __future__ import annotations
 from invoke import task
 from invoke.context import Context
 
-from hookbuild.cli import errors_to_exit, print_json  # noqa: F401  (used by the task sections below)
+from hookbuild.cli import errors_to_exit, print_json
 
 # --- release ---------------------------------------------------------------------------------------
 
