@@ -29,12 +29,19 @@ REGISTRY_STORAGE="${STATE}/registry"
 CACHE_ADDR=127.0.0.1:8090
 CACHE_ROOT="${STATE}/bazel-cache"
 NGINX_CONF="${ETC}/nginx.conf"
+# Debian base for the sample proxyv2 (real istio/proxyv2 is Ubuntu: apt works in it, so the istio-perf
+# variant can apt-get install perf FROM it). debootstrap runs once; its rootfs is cached as a tarball.
+DEBIAN_SUITE=bookworm
+DEBIAN_MIRROR=http://deb.debian.org/debian
+DEBIAN_SECURITY_MIRROR=http://deb.debian.org/debian-security
+DEBIAN_IMAGE="hookbuild/debian:${DEBIAN_SUITE}"
+DEBIAN_CACHE="${STATE}/debian"
 LABEL=io.hookbuild.inputs
 
 PACKAGES=(
     docker.io docker-registry bazel-bootstrap bpftrace busybox-static lld
     apache2-utils nginx-light libnginx-mod-http-dav-ext linux-perf binutils g++
-    git curl zstd make python3 python3-venv
+    git curl zstd make python3 python3-venv debootstrap
 )
 
 SUMMARY=()
@@ -71,7 +78,7 @@ if ((${#missing[@]})); then
 else
     ok "packages" "${#PACKAGES[@]} present"
 fi
-for tool in docker dockerd docker-registry bazel bpftrace busybox htpasswd nginx curl zstd g++ strip nm; do
+for tool in docker dockerd docker-registry bazel bpftrace busybox htpasswd nginx curl zstd g++ strip nm debootstrap; do
     command -v "${tool}" >/dev/null || die "'${tool}' not on PATH after installing packages"
 done
 
@@ -265,9 +272,65 @@ build_busybox() {
     ok "image ${name}" "built"
 }
 
-build_dockerfile_image() { # name dir
-    local name="$1" dir="${IMAGES_DIR}/$2" hash log
-    hash="$(dir_hash "${dir}" "base=$(image_id hookbuild/busybox:1)")"
+# The rootfs recipe: changing any of these rebuilds the cached tarball and the image.
+debian_recipe() {
+    printf '%s\n' "debootstrap --variant=minbase ${DEBIAN_SUITE} ${DEBIAN_MIRROR}" \
+        "deb ${DEBIAN_MIRROR} ${DEBIAN_SUITE} main" \
+        "deb ${DEBIAN_MIRROR} ${DEBIAN_SUITE}-updates main" \
+        "deb ${DEBIAN_SECURITY_MIRROR} ${DEBIAN_SUITE}-security main" \
+        "recipe 1: apt lists and caches emptied; dev proc sys empty"
+}
+
+build_debian() {
+    local name="${DEBIAN_IMAGE}" hash tarball stamp rootfs t0
+    hash="$(debian_recipe | sha256sum | cut -c1-32)"
+    if [[ "$(image_label "${name}")" == "${hash}" ]]; then
+        ok "image ${name}" "up to date"
+        return
+    fi
+    tarball="${DEBIAN_CACHE}/${DEBIAN_SUITE}-minbase.tar"
+    stamp="${tarball}.inputs"
+    install -d -m 0755 "${DEBIAN_CACHE}"
+    if [[ ! -s "${tarball}" || "$(cat "${stamp}" 2>/dev/null)" != "${hash}" ]]; then
+        say "debootstrap --variant=minbase ${DEBIAN_SUITE} (once; cached in ${tarball}; log: /var/log/hookbuild-debootstrap.log)"
+        t0=${SECONDS}
+        rootfs="$(mktemp -d "${DEBIAN_CACHE}/rootfs.XXXXXX")"
+        if ! debootstrap --variant=minbase "${DEBIAN_SUITE}" "${rootfs}" "${DEBIAN_MIRROR}" \
+            >/var/log/hookbuild-debootstrap.log 2>&1; then
+            umount -R "${rootfs}/proc" "${rootfs}/sys" 2>/dev/null || true
+            rm -rf --one-file-system "${rootfs}"
+            die "debootstrap ${DEBIAN_SUITE} from ${DEBIAN_MIRROR} failed; see /var/log/hookbuild-debootstrap.log"
+        fi
+        printf '%s\n' "deb ${DEBIAN_MIRROR} ${DEBIAN_SUITE} main" \
+            "deb ${DEBIAN_MIRROR} ${DEBIAN_SUITE}-updates main" \
+            "deb ${DEBIAN_SECURITY_MIRROR} ${DEBIAN_SUITE}-security main" >"${rootfs}/etc/apt/sources.list"
+        # Like Debian's docker images: no package caches or indexes in the image (run apt-get update first).
+        printf '%s\n' 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+            'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+            'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >"${rootfs}/etc/apt/apt.conf.d/docker-clean"
+        rm -rf --one-file-system "${rootfs}"/var/lib/apt/lists/* "${rootfs}"/var/cache/apt/archives/*.deb "${rootfs}"/var/cache/apt/*.bin \
+            "${rootfs}"/dev/* "${rootfs}"/proc/* "${rootfs}"/sys/* 2>/dev/null || true
+        install -d -m 0755 "${rootfs}/var/lib/apt/lists/partial" "${rootfs}/var/cache/apt/archives/partial"
+        tar --numeric-owner --xattrs -C "${rootfs}" -cf "${tarball}.tmp" . \
+            || { rm -rf --one-file-system "${rootfs}" "${tarball}.tmp"; die "tar of the ${DEBIAN_SUITE} rootfs failed"; }
+        rm -rf --one-file-system "${rootfs}"
+        mv -f "${tarball}.tmp" "${tarball}"
+        printf '%s' "${hash}" >"${stamp}"
+        say "debootstrap ${DEBIAN_SUITE} done in $((SECONDS - t0)) s"
+    fi
+    docker import \
+        --change "LABEL ${LABEL}=${hash}" \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]' \
+        "${tarball}" "${name}" >/dev/null \
+        || die "docker import of ${name} from ${tarball} failed"
+    [[ "$(image_label "${name}")" == "${hash}" ]] || die "${name}: label ${LABEL} missing after import"
+    ok "image ${name}" "imported from ${tarball}"
+}
+
+build_dockerfile_image() { # name dir [base image, default hookbuild/busybox:1]
+    local name="$1" dir="${IMAGES_DIR}/$2" base="${3:-hookbuild/busybox:1}" hash log
+    hash="$(dir_hash "${dir}" "base=$(image_id "${base}")")"
     if [[ "$(image_label "${name}")" == "${hash}" ]]; then
         ok "image ${name}" "up to date"
         return
@@ -286,7 +349,8 @@ build_dockerfile_image() { # name dir
 build_busybox
 build_dockerfile_image hookbuild-sample/build-tools-proxy:sample build-tools-proxy
 build_dockerfile_image hookbuild-sample/envoy-build:sample envoy-build
-build_dockerfile_image hookbuild-sample/proxyv2:sample proxyv2
+build_debian
+build_dockerfile_image hookbuild-sample/proxyv2:sample proxyv2 "${DEBIAN_IMAGE}"
 build_dockerfile_image hookbuild-sample/envoy:sample envoy
 build_dockerfile_image hookbuild-sample/cilium-envoy:sample cilium-envoy
 
