@@ -308,22 +308,37 @@ def _calls(code: bytes | memoryview, base: int, target: int) -> bool:
     """Whether a `call`/`jmp rel32` at some p in `code` (loaded at `base`) reaches `target`.
 
     rel32 = target - (base + p + 5) is different at every p, but its top two bytes stay the same over 64 KiB
-    runs of p: one C-speed find of that 2-byte needle per run, then a check of the few hits.
+    runs of p: one C-speed find of that 2-byte needle per run, then a check of the few hits. The two runs
+    next to the target (rel32 within +-64 KiB, top bytes 00 00 / ff ff, which are everywhere in code) are
+    searched by their top three bytes over 256-byte runs instead. Runs are visited nearest first: callers
+    usually sit in the same translation unit, so a called hookpoint is found early; a dead one costs a
+    full pass.
     """
     const = target - base - 5  # rel32 + p
     size = len(code)
-    for k in range((const - (size - 5)) >> 16, (const >> 16) + 1):
-        if not -(1 << 15) <= k < (1 << 15):
-            continue  # rel32 out of range
+    runs = range(max((const - (size - 5)) >> 16, -(1 << 15)), min(const >> 16, (1 << 15) - 1) + 1)
+    for k in sorted(runs, key=lambda k: abs(2 * k + 1)):
         lo, hi = max(0, const - ((k + 1) << 16) + 1), min(size - 5, const - (k << 16))
-        needle = (k & 0xFFFF).to_bytes(2, "little")
-        at = _find(code, needle, lo + 3, hi + 5)
-        while at != -1:
-            p = at - 3
-            rel = int.from_bytes(code[p + 1 : p + 5], "little", signed=True)
-            if code[p] in (0xE8, 0xE9) and rel == const - p:
-                return True
-            at = _find(code, needle, at + 1, hi + 5)
+        if k in (0, -1):
+            for j in sorted(range((const - hi) >> 8, ((const - lo) >> 8) + 1), key=lambda j: abs(2 * j + 1)):
+                sub_lo, sub_hi = max(lo, const - ((j + 1) << 8) + 1), min(hi, const - (j << 8))
+                if _run_hits(code, const, (j & 0xFFFFFF).to_bytes(3, "little"), 1, sub_lo, sub_hi):
+                    return True
+        elif _run_hits(code, const, (k & 0xFFFF).to_bytes(2, "little"), 2, lo, hi):
+            return True
+    return False
+
+
+def _run_hits(code: bytes | memoryview, const: int, needle: bytes, skip: int, lo: int, hi: int) -> bool:
+    """A `call`/`jmp rel32` with rel32 == const - p at some p in [lo, hi] whose rel32 ends with `needle`
+    (the top bytes of rel32, at p + 1 + skip)."""
+    at = _find(code, needle, lo + 1 + skip, hi + 5)
+    while at != -1:
+        p = at - 1 - skip
+        rel = int.from_bytes(code[p + 1 : p + 5], "little", signed=True)
+        if code[p] in (0xE8, 0xE9) and rel == const - p:
+            return True
+        at = _find(code, needle, at + 1, hi + 5)
     return False
 
 
