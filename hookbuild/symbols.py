@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,15 +292,41 @@ def _hookpoints(image: elf.ElfImage, raw: Sequence[elf.RawSymbol]) -> tuple[Hook
     return tuple(sorted(out, key=lambda h: (h.address, h.name)))
 
 
-def _demangler() -> Any:
-    import cxxfilt  # imported here: it locates libstdc++ at import time
+def _demangler() -> Callable[[str], str]:
+    """`__cxa_demangle` of libstdc++ through ctypes, loaded by soname (cxxfilt's import runs ldconfig)."""
+    import ctypes
+
+    try:
+        libcxx = ctypes.CDLL("libstdc++.so.6")
+    except OSError:
+        import ctypes.util
+
+        found = ctypes.util.find_library("stdc++") or ctypes.util.find_library("c++")
+        if found is None:
+            hint = "apt-get install libstdc++6"
+            raise SymbolError("cannot load libstdc++ to demangle names", hint=hint) from None
+        libcxx = ctypes.CDLL(found)
+    cxa_demangle = libcxx.__cxa_demangle
+    cxa_demangle.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    cxa_demangle.restype = ctypes.c_void_p
+    free = ctypes.CDLL(None).free
+    free.argtypes = [ctypes.c_void_p]
+    free.restype = None
+    status = ctypes.c_int()
 
     def demangle(name: str) -> str:
         base, dot, suffix = name.partition(".")  # GCC clones: foo.constprop.0, foo.cold
-        try:
-            text: str = cxxfilt.demangle(base)
-        except cxxfilt.Error:
-            return name
+        text = base
+        if base.startswith("_Z"):  # external C++ names only, like c++filt
+            out = cxa_demangle(base.encode(), None, None, ctypes.byref(status))
+            if not out:  # not a valid mangled name (status -2) or out of memory
+                return name
+            try:
+                text = ctypes.string_at(out).decode("utf-8", "replace")
+            finally:
+                free(out)
+            if status.value != 0:
+                return name
         return f"{text} [clone .{suffix}]" if dot else text
 
     return demangle
