@@ -272,7 +272,14 @@ def changelog(
         if output:
             from pathlib import Path
 
-            Path(output).write_text(text, encoding="utf-8")
+            from hookbuild.errors import UsageError
+
+            try:
+                Path(output).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot write {output}: {exc.strerror}", hint="pass --output in a writable directory"
+                ) from None
         else:
             print(text, end="")
 

@@ -349,6 +349,10 @@ def _find(code: bytes | memoryview, needle: bytes, start: int, end: int) -> int:
     return -1 if at == -1 else at + start
 
 
+_PASS_BINARY = "pass the Envoy binary itself (e.g. bazel-bin/envoy)"
+_DAMAGED = "the file is damaged or incomplete: copy or rebuild the binary"
+
+
 @contextmanager
 def open_image(path: Path) -> Iterator[ElfImage]:
     """Map `path` and parse its structure; every reason it cannot be read is a SymbolError."""
@@ -357,18 +361,25 @@ def open_image(path: Path) -> Iterator[ElfImage]:
     except FileNotFoundError:
         raise SymbolError(f"{path}: no such file", hint="check the path or build the binary first") from None
     except IsADirectoryError:
-        raise SymbolError(f"{path}: is a directory, not an ELF binary") from None
+        raise SymbolError(f"{path}: is a directory, not an ELF binary", hint=_PASS_BINARY) from None
     except OSError as exc:
-        raise SymbolError(f"{path}: cannot open ({exc.strerror})") from None
+        raise SymbolError(
+            f"{path}: cannot open ({exc.strerror})", hint="check the path and its permissions"
+        ) from None
     with handle:
         try:
             data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # empty file
-            raise SymbolError(f"{path}: empty file, not an ELF binary") from None
+            raise SymbolError(f"{path}: empty file, not an ELF binary", hint=_DAMAGED) from None
         except OSError as exc:
-            raise SymbolError(f"{path}: cannot map ({exc.strerror})") from None
+            raise SymbolError(f"{path}: cannot map ({exc.strerror})", hint=_DAMAGED) from None
         try:
-            header, sections, segments = _parse(path, handle, data)
+            try:
+                header, sections, segments = _parse(path, handle, data)
+            except SymbolError as exc:  # damaged or truncated: say how to get a good file
+                if exc.hint is None:
+                    exc.hint = _DAMAGED
+                raise
             yield ElfImage(path, data, header, sections, segments)
         finally:
             data.close()

@@ -514,8 +514,11 @@ def inject(
             pieces.append(chunk.text)
             continue
         before = _dump(document, chunk)
-        for _owner, template, described in found:
-            edit(_Editor(template, described))
+        try:
+            for _owner, template, described in found:
+                edit(_Editor(template, described))
+        except InjectError as exc:  # say which file, not only which document
+            raise InjectError(f"{source}: {exc.message}", hint=exc.hint) from None
         after = _dump(document, chunk)
         # An already injected document keeps its exact bytes: that makes a second run a no-op by construction.
         pieces.append(after if after != before else chunk.text)

@@ -232,7 +232,9 @@ def write_scripts(info: BinaryInfo, dest: Path, *, binary: str = DEFAULT_BINARY)
             tmp.replace(path)
             written.append(path)
     except OSError as exc:
-        raise SymbolError(f"cannot write uprobe scripts to {dest}: {exc.strerror}") from None
+        raise SymbolError(
+            f"cannot write uprobe scripts to {dest}: {exc.strerror}", hint="pass a directory you can write"
+        ) from None
     return tuple(written)
 
 

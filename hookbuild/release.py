@@ -258,6 +258,14 @@ def plan(request: Request, settings: Settings) -> Plan:
             workspace.restore_stale(proxy)
             if request.envoy_mode is EnvoyMode.REWRITE:
                 edit = workspace.plan_edit(proxy, envoy_path=build.envoy_path)
+    try:  # checked here, so --dry-run refuses it too
+        ImageRef.parse_any(base_image)
+    except UsageError:
+        raise UsageError(
+            f"invalid base image {base_image!r}",
+            hint="write [REGISTRY/]NAME[:TAG] or NAME@sha256:DIGEST in lowercase, "
+            "e.g. docker.io/istio/proxyv2:1.28.0",
+        ) from None
     return Plan(
         variant=variant,
         version=version,

@@ -8,6 +8,7 @@ module only fills in the programs made by `probes.bpftrace_script`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from importlib import resources
 from pathlib import Path
@@ -68,6 +69,9 @@ def write(dest_dir: Path, info: BinaryInfo, *, release: str, binary: str = ENVOY
         temporary.chmod(0o755)
         temporary.replace(path)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise SymbolError(f"cannot write {path}: {exc.strerror}", hint="check the directory") from None
+        with contextlib.suppress(OSError):  # dest_dir may be a file: then there is nothing to clean up
+            temporary.unlink(missing_ok=True)
+        raise SymbolError(
+            f"cannot write {path}: {exc.strerror}", hint="pass --output a directory you can write"
+        ) from None
     return path

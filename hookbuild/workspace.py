@@ -52,7 +52,9 @@ def _read(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise WorkspaceError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise WorkspaceError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", hint="save the file as UTF-8"
+        ) from exc
 
 
 def plan_edit(proxy: Path, *, envoy_path: str = ENVOY_MOUNT) -> Edit:
