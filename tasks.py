@@ -21,6 +21,7 @@ def _settings(c: Context, **overrides: object):  # type: ignore[no-untyped-def]
 
 
 @task(
+    iterable=["package"],
     help={
         "variant": "what to build: istio (default), cilium, envoy or istio-perf",
         "version": "MAJOR.MINOR to release (with --sample: default the next minor of the record)",
@@ -30,6 +31,9 @@ def _settings(c: Context, **overrides: object):  # type: ignore[no-untyped-def]
         "envoy-mode": "rewrite: point WORKSPACE's envoy rule at /envoy (the seed's way, restored after); "
         "override: pass --override_repository=envoy=/envoy and edit no file",
         "base-image": "image to build FROM (default: the variant's upstream image, e.g. istio/proxyv2)",
+        "based-on": "istio-perf: the recorded release to build on, VARIANT@X.Y (default: newest working)",
+        "package": "extra image package to install (repeatable; default: the record's packages)",
+        "stripped": "cilium: ship the stripped release build; uprobe scripts use debug-build addresses",
         "registry": "registry HOST[:PORT] to push to (config: registry)",
         "namespace": "registry namespace/user (config: namespace)",
         "versions-file": "the record to write (default: versions.toml)",
@@ -49,6 +53,9 @@ def release(
     sample: bool = False,
     envoy_mode: str = "rewrite",
     base_image: str = "",
+    based_on: str = "",
+    package: list[str] | None = None,
+    stripped: bool = False,
     registry: str = "",
     namespace: str = "",
     versions_file: str = "",
@@ -81,6 +88,9 @@ def release(
             sample=sample,
             envoy_mode=mode,
             base_image=base_image or None,
+            based_on=based_on or None,
+            packages=tuple(package) if package else None,
+            stripped=stripped,
             allow_dirty=allow_dirty,
             force=force,
         )

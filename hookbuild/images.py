@@ -145,16 +145,25 @@ def build(
     labels: Mapping[str, str],
     on_line: Callable[[str], None],
 ) -> str:
-    """Build and return the image ID; every line of the build log goes to `on_line`."""
+    """Build and return the image ID; every line of the build log goes to `on_line`.
+
+    The labels go in as one LABEL instruction appended to the context's Dockerfile: the classic builder
+    turns the API's `labels` into one step (and one container) per label.
+    """
+    import json
+
     import docker.errors
 
+    if labels:
+        instruction = " ".join(f"{json.dumps(key)}={json.dumps(value)}" for key, value in labels.items())
+        with (context / dockerfile).open("a", encoding="utf-8") as handle:
+            handle.write(f"\nLABEL {instruction}\n")
     image_id: str | None = None
     try:
         for chunk in client.api.build(
             path=str(context),
             dockerfile=dockerfile,
             buildargs=dict(buildargs),
-            labels=dict(labels),
             rm=True,
             forcerm=True,
             pull=False,

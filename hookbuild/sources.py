@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,20 +76,39 @@ def materialize_sample(source: Path, dest: Path) -> Path:
     """Copy a bundled sample tree into a git repository with a reproducible commit.
 
     Same content gives the same commit SHA on every machine, so retries of a sample release are recognised.
+    A copy that already holds exactly this content, unmodified, is kept as it is.
     """
     if not source.is_dir():
         raise SourceError(
             f"sample sources {source} are missing", hint="reinstall hookbuild from a full checkout"
         )
+    ignore = shutil.ignore_patterns("bazel-*", "out", "__pycache__")
+    stamp = dest / ".git" / "hookbuild-sample"
+    content = _tree_digest(source, ignore)
+    if stamp.is_file() and stamp.read_text() == content:
+        with git.Repo(dest) as repo:
+            if not repo.is_dirty(untracked_files=True):
+                return dest
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(
-        source, dest, symlinks=True, ignore=shutil.ignore_patterns("bazel-*", "out", "__pycache__")
-    )
+    shutil.copytree(source, dest, symlinks=True, ignore=ignore)
     with git.Repo.init(dest, initial_branch="main") as repo:
         repo.git.add(A=True)
         repo.git.commit(m=f"hookbuild sample: {source.name}", no_verify=True, env=_SAMPLE_IDENTITY)
+    stamp.write_text(content)
     return dest
+
+
+def _tree_digest(root: Path, ignore: Callable[[str, list[str]], set[str]]) -> str:
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        skipped = ignore(folder, [*dirs, *files])
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
+        for name in sorted(f for f in files if f not in skipped):
+            path = Path(folder) / name
+            digest.update(f"{path.relative_to(root)}\0{path.stat().st_mode & 0o111}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def patched_copy(source: Path, patches: tuple[Path, ...], dest: Path) -> Path:
