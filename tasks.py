@@ -297,7 +297,8 @@ def changelog(
 # --- symbols and uprobe scripts ---------------------------------------------------------------------
 
 
-def _binary_info(c: Context, target: str, *, pattern: str, debug_binary: str, versions_file: str | None):  # type: ignore[no-untyped-def]
+def _binary_info(c: Context, target: str, *, pattern: str, debug_binary: str, versions_file: str | None,  # type: ignore[no-untyped-def]
+                 cache: bool = True):
     """A binary path, or VARIANT@X.Y: the released binary under dist/, else its recorded hookpoints.json."""
     import json as jsonlib
     from pathlib import Path
@@ -308,9 +309,10 @@ def _binary_info(c: Context, target: str, *, pattern: str, debug_binary: str, ve
     if not target:
         raise UsageError("no binary given", hint="invoke symbols PATH|VARIANT@X.Y (invoke --help symbols)")
     debug = Path(debug_binary) if debug_binary else None
+    cache_dir = symbols.default_cache_dir() if cache else None
     path = Path(target)
     if "@" not in target or path.exists():
-        return symbols.read_binary(path, pattern=pattern, debug_binary=debug)
+        return symbols.read_binary(path, pattern=pattern, debug_binary=debug, cache_dir=cache_dir)
     from hookbuild import record
 
     settings = _settings(c, versions_file=versions_file)
@@ -318,7 +320,7 @@ def _binary_info(c: Context, target: str, *, pattern: str, debug_binary: str, ve
     dist = settings.dist if settings.dist.is_absolute() else settings.root / settings.dist
     where = dist / entry.variant / str(entry.version)
     if (where / "envoy").is_file():
-        return symbols.read_binary(where / "envoy", pattern=pattern, debug_binary=debug)
+        return symbols.read_binary(where / "envoy", pattern=pattern, debug_binary=debug, cache_dir=cache_dir)
     saved = where / "hookpoints.json"
     if saved.is_file():
         try:
@@ -343,6 +345,8 @@ def _binary_info(c: Context, target: str, *, pattern: str, debug_binary: str, ve
         "probe-binary": "Envoy path the scripts probe (default /usr/local/bin/envoy, as in the image; from a "
         "node: /proc/<pid>/root/usr/local/bin/envoy)",
         "versions-file": _VERSIONS_FILE_HELP,
+        "no-cache": "read the binary afresh; by default results are cached in $XDG_CACHE_HOME/hookbuild "
+        "(~/.cache/hookbuild) by the file's inode, size, mtime and ctime: a changed file is always re-read",
     },
     positional=["target"],
     optional=[],
@@ -357,6 +361,7 @@ def symbols(
     scripts_dir: str = "",
     probe_binary: str = "/usr/local/bin/envoy",
     versions_file: str | None = None,
+    no_cache: bool = False,
 ) -> None:
     """List the hookpoints of an Envoy binary (`nm | grep hookpoint`, fast and right), diff two, write probes.
 
@@ -376,9 +381,10 @@ def symbols(
         from hookbuild.errors import SymbolError
 
         info = _binary_info(c, target, pattern=pattern, debug_binary=debug_binary,
-                            versions_file=versions_file)
+                            versions_file=versions_file, cache=not no_cache)
         if diff:
-            old = _binary_info(c, diff, pattern=pattern, debug_binary="", versions_file=versions_file)
+            old = _binary_info(c, diff, pattern=pattern, debug_binary="", versions_file=versions_file,
+                               cache=not no_cache)
             result = syms.diff(old, info)
             if json:
                 print_json(result.to_dict())
