@@ -102,3 +102,54 @@ def test_diff_signature_change(samples: Samples) -> None:
 )
 def test_function_name(demangled: str, function: str) -> None:
     assert symbols.function_name(demangled) == function
+
+
+def _settled(path: Path) -> None:
+    """Wait until `path` is older than the cache's racy window (a just-written file is not cached)."""
+    import time
+
+    st = path.stat()
+    wait = (max(st.st_mtime_ns, st.st_ctime_ns) + symbols._RACY_NS) / 1e9 - time.time()
+    if wait > 0:
+        time.sleep(wait + 0.05)
+
+
+def test_cache_serves_only_the_same_file(samples: Samples, tmp_path: Path) -> None:
+    import json
+    import os
+
+    cache = tmp_path / "cache"
+    binary = tmp_path / "envoy"
+    shutil.copy(samples.lld, binary)
+    assert symbols.read_binary(binary, cache_dir=cache) == symbols.read_binary(binary)
+    assert not list(cache.glob("*.json")), "a file written just now must not be cached (racy)"
+    _settled(binary)
+    fresh = symbols.read_binary(binary, cache_dir=cache)
+    (entry_file,) = cache.glob("*.json")
+    # Mark the stored entry: a result carrying the mark can only have come from the cache.
+    entry = json.loads(entry_file.read_text())
+    entry["info"]["hookpoints"][0]["demangled"] = "FROM-CACHE"
+    entry_file.write_text(json.dumps(entry))
+    hit = symbols.read_binary(binary, cache_dir=cache)
+    assert hit.hookpoints[0].demangled == "FROM-CACHE" and hit.sha256 == fresh.sha256
+    assert hit.path == binary
+    # touch (even back to the same mtime: ctime still moves) -> read afresh
+    st = binary.stat()
+    os.utime(binary, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert symbols.read_binary(binary, cache_dir=cache) == fresh
+    # rewritten in place with other code, same inode, mtime restored -> the new file's hookpoints
+    _settled(binary)
+    symbols.read_binary(binary, cache_dir=cache)
+    st = binary.stat()
+    with binary.open("r+b") as out:
+        out.write(samples.changed.read_bytes())
+        out.truncate()
+    os.utime(binary, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = symbols.read_binary(binary, cache_dir=cache)
+    assert changed.sha256 == hashlib.sha256(samples.changed.read_bytes()).hexdigest()
+    assert {(h.name, h.address) for h in changed.hookpoints} == nm_hookpoints(samples.changed)
+    # another pattern is another entry; a damaged entry is a miss, never an error
+    assert symbols.read_binary(binary, pattern="zzz-nothing", cache_dir=cache).hookpoints == ()
+    for stored in cache.glob("*.json"):
+        stored.write_text("{not json")
+    assert symbols.read_binary(binary, cache_dir=cache) == changed

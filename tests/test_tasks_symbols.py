@@ -60,3 +60,20 @@ def test_diff_exit_status(samples: Samples) -> None:
     assert (
         data["breaking"] and data["signature_changed"][0]["function"] == "Envoy::Http::hookpointDecodeHeaders"
     )
+
+
+def test_cache_in_xdg_cache_home(samples: Samples, tmp_path: Path) -> None:
+    import shutil
+    import time
+
+    binary = tmp_path / "envoy"
+    shutil.copy(samples.gcc, binary)
+    time.sleep(max(0.0, binary.stat().st_ctime + 2.1 - time.time()))  # older than the racy window
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    store = tmp_path / "xdg" / "hookbuild" / "symbols"
+    uncached = run_invoke("symbols", str(binary), "--json", "--no-cache", env=env)
+    assert uncached.returncode == 0, uncached.stderr
+    assert not store.exists()
+    runs = [run_invoke("symbols", str(binary), "--json", env=env) for _ in range(2)]
+    assert all(r.stdout == uncached.stdout and r.stderr == uncached.stderr for r in runs)
+    assert len(list(store.glob("*.json"))) == 1
