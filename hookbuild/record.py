@@ -680,7 +680,10 @@ def update(
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
@@ -690,15 +693,24 @@ def _write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             tmp.chmod(path.stat().st_mode & 0o777)
         tmp.replace(path)  # atomic on POSIX: readers see the old or the new file
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):  # disk full, read-only, quota: the old file is still there, intact
+            raise _unwritable(path, exc) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _unwritable(path: Path, exc: OSError) -> RecordError:
+    return RecordError(
+        f"cannot write {path}: {exc.strerror or exc}",
+        hint="free space or fix permissions in that directory and retry; the record was left unchanged",
+    )
 
 
 # --- tomlkit document helpers ---------------------------------------------------------------------------

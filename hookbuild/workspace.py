@@ -169,6 +169,7 @@ def local_envoy(proxy: Path, edit: Edit) -> Iterator[None]:
     backup = backup_path(proxy, edit.file)
     backup.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(backup, original)
+    shutil.copymode(edit.file, backup)  # the restore moves the backup into place: keep the file's mode
     try:
         _write_atomically(edit.file, edit.apply(original.decode("utf-8")).encode("utf-8"))
         log.info("%s", edit.describes)
