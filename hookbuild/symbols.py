@@ -9,8 +9,12 @@ calls it (an `-O2` build can delete the calls to an empty hookpoint and leave th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,15 +187,115 @@ class SymbolDiff:
 
 
 def read_binary(
-    path: Path, *, pattern: str = DEFAULT_PATTERN, debug_binary: Path | None = None
+    path: Path,
+    *,
+    pattern: str = DEFAULT_PATTERN,
+    debug_binary: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> BinaryInfo:
     """Hookpoints of the ELF binary at `path` (function symbols whose mangled name contains `pattern`).
 
     For a stripped binary, `debug_binary` (its unstripped build, or an `objcopy --only-keep-debug` file) gives
     the names; it must hold the same code (build-id alone is not trusted: Envoy stamps it from git HEAD).
+
+    With `cache_dir` (e.g. `default_cache_dir()`), the result is kept there, keyed on the identity of the
+    file(s) (device, inode, size, mtime and ctime in ns), the pattern and hookbuild's reader; any change to
+    the binary (rewrite, `touch`, rename over it) is a miss and reads it afresh.
     """
     if not pattern:
         raise SymbolError("empty hookpoint pattern", hint="pass --pattern, e.g. --pattern hookpoint")
+    if cache_dir is None:
+        return _read_binary(path, pattern=pattern, debug_binary=debug_binary)
+    key = _cache_key(path, pattern, debug_binary)
+    if key is not None:
+        cached = _cache_get(cache_dir, key)
+        if cached is not None:
+            log.debug("%s: hookpoints from the cache in %s", path, cache_dir)
+            return dataclasses.replace(cached, path=path, debug_binary=debug_binary)
+    info = _read_binary(path, pattern=pattern, debug_binary=debug_binary)
+    if key is not None and _cache_key(path, pattern, debug_binary) == key and not _racy(key):
+        _cache_put(cache_dir, key, info)
+    return info
+
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/hookbuild/symbols, else ~/.cache/hookbuild/symbols."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "hookbuild" / "symbols"
+
+
+_CACHE_FORMAT = 1
+_CACHE_KEEP = 256
+_RACY_NS = 2_000_000_000
+"""A file changed less than this long ago may change again without a new mtime/ctime (coarse clocks):
+its result is not stored (git's "racily clean" rule)."""
+
+
+def _identity(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _cache_key(path: Path, pattern: str, debug_binary: Path | None) -> dict[str, Any] | None:
+    """What a stored result must match; None when a file cannot be stat'ed (reading it gives the error)."""
+    try:
+        return {
+            "format": _CACHE_FORMAT,
+            # the reader itself: an edited or upgraded hookbuild never serves an older result
+            "reader": [os.stat(elf.__file__).st_mtime_ns, os.stat(__file__).st_mtime_ns],
+            "pattern": pattern,
+            "binary": _identity(path),
+            "debug_binary": None if debug_binary is None else _identity(debug_binary),
+        }
+    except OSError:
+        return None
+
+
+def _racy(key: dict[str, Any]) -> bool:
+    stamps: list[int] = [ns for ident in (key["binary"], key["debug_binary"]) if ident for ns in ident[3:]]
+    return time.time_ns() - max(stamps) < _RACY_NS
+
+
+def _cache_file(cache_dir: Path, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return cache_dir / f"{digest[:32]}.json"
+
+
+def _cache_get(cache_dir: Path, key: dict[str, Any]) -> BinaryInfo | None:
+    """The stored result for `key`, checked against the key stored inside; anything unreadable is a miss."""
+    try:
+        entry = json.loads(_cache_file(cache_dir, key).read_bytes())
+        if not isinstance(entry, dict) or entry.get("key") != key:
+            return None
+        return BinaryInfo.from_dict(entry["info"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, SymbolError):
+        return None
+
+
+def _cache_put(cache_dir: Path, key: dict[str, Any], info: BinaryInfo) -> None:
+    """Store atomically (temporary file + rename); a cache that cannot be written is only logged."""
+    import tempfile
+
+    target = _cache_file(cache_dir, key)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile("w", dir=cache_dir, suffix=".tmp", delete=False) as out:
+            try:
+                json.dump({"key": key, "info": info.to_dict()}, out)
+                out.close()
+                os.replace(out.name, target)
+            except BaseException:
+                os.unlink(out.name)
+                raise
+        entries = sorted(cache_dir.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        for old in entries[: max(0, len(entries) - _CACHE_KEEP)]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:
+        log.debug("symbols cache %s not written: %s", cache_dir, exc)
+
+
+def _read_binary(path: Path, *, pattern: str, debug_binary: Path | None) -> BinaryInfo:
     with elf.open_image(path) as image:
         digest = _Digest(image)
         try:
