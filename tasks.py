@@ -5,7 +5,7 @@ Heavy modules (docker, git, pyelftools) are imported inside the tasks that need 
 
 from __future__ import annotations
 
-from invoke import task
+from invoke.tasks import task
 from invoke.context import Context
 
 from hookbuild.cli import errors_to_exit, print_json
