@@ -423,6 +423,24 @@ def execute(
     client: docker.DockerClient | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Result:
+    """Run the plan. One release of a variant@version at a time: a second one started meanwhile waits, then
+    finds the first one's record (same inputs: reported, nothing pushed) instead of moving the pushed tag."""
+    from filelock import FileLock, Timeout
+
+    plan.dist.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(plan.dist / ".release.lock"))  # an flock: a killed run never blocks the next
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another release of %s@%s to finish", plan.variant.name, plan.version)
+        lock.acquire()
+    try:
+        return _execute(plan, client=client, now=now)
+    finally:
+        lock.release()
+
+
+def _execute(plan: Plan, *, client: docker.DockerClient | None, now: Callable[[], datetime]) -> Result:
     from hookbuild import images, probes, symbols, trace_all
 
     durations: dict[str, float] = {}

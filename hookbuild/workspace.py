@@ -7,6 +7,7 @@ A run killed outright leaves the backup, which the next run restores before anyt
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -43,6 +44,7 @@ class Edit:
     end: int
     text: str
     describes: str
+    envoy_path: str = ENVOY_MOUNT
 
     def apply(self, original: str) -> str:
         return original[: self.start] + self.text + original[self.end :]
@@ -78,6 +80,7 @@ def plan_edit(proxy: Path, *, envoy_path: str = ENVOY_MOUNT) -> Edit:
             rule = rules[0]
             replacement = f'local_repository(\n    name = "envoy",\n    path = "{envoy_path}",\n)'
             return Edit(
+                envoy_path=envoy_path,
                 file=workspace,
                 start=rule.start,
                 end=rule.end,
@@ -111,6 +114,7 @@ def _plan_module_edit(module: Path, envoy_path: str) -> Edit:
     if overrides:
         call = overrides[0]
         return Edit(
+            envoy_path=envoy_path,
             file=module,
             start=call.start,
             end=call.end,
@@ -119,6 +123,7 @@ def _plan_module_edit(module: Path, envoy_path: str) -> Edit:
         )
     tail = "" if text.endswith("\n") or not text else "\n"
     return Edit(
+        envoy_path=envoy_path,
         file=module,
         start=len(text),
         end=len(text),
@@ -149,8 +154,46 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+@contextmanager
+def _checkout_lock(proxy: Path, *, wait: bool = True) -> Iterator[bool]:
+    """One run at a time edits (and builds with) a checkout; yields False when `wait` is off and it is taken.
+
+    An flock: the kernel releases it when its process dies, so a killed run never blocks the next one.
+    """
+    from filelock import FileLock, Timeout
+
+    git_dir = proxy / ".git"
+    if git_dir.is_dir():
+        (git_dir / "hookbuild").mkdir(exist_ok=True)
+        path = git_dir / "hookbuild" / "checkout.lock"
+    else:  # never a stray file in the checkout
+        key = hashlib.sha256(str(proxy.resolve()).encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"hookbuild-checkout-{key}.lock"
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            yield False
+            return
+        log.info("waiting for another hookbuild run that builds in %s", proxy)
+        lock.acquire()
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 def restore_stale(proxy: Path) -> list[Path]:
-    """Put back any file a killed run left edited. Returns what was restored."""
+    """Put back any file a killed run left edited. Returns what was restored.
+
+    A backup that a live run holds (it is building) is not stale: it is left to that run.
+    """
+    with _checkout_lock(proxy, wait=False) as ours:
+        return _restore_stale(proxy) if ours else []
+
+
+def _restore_stale(proxy: Path) -> list[Path]:
     restored = []
     for name in (*_WORKSPACE_NAMES, "MODULE.bazel"):
         file = proxy / name
@@ -164,7 +207,20 @@ def restore_stale(proxy: Path) -> list[Path]:
 
 @contextmanager
 def local_envoy(proxy: Path, edit: Edit) -> Iterator[None]:
-    """Apply `edit` for the duration of the block; the original bytes come back on any exit."""
+    """Apply `edit` for the duration of the block; the original bytes come back on any exit.
+
+    Holds the checkout's lock throughout: a second release using the same checkout waits, then edits the
+    original file again (re-planned, since the file it planned from may have been the first run's edit).
+    """
+    with _checkout_lock(proxy):
+        _restore_stale(proxy)
+        edit = plan_edit(proxy, envoy_path=edit.envoy_path)
+        with _edited(proxy, edit):
+            yield
+
+
+@contextmanager
+def _edited(proxy: Path, edit: Edit) -> Iterator[None]:
     original = edit.file.read_bytes()
     backup = backup_path(proxy, edit.file)
     backup.parent.mkdir(parents=True, exist_ok=True)
