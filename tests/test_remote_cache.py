@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.server
 import re
 import shutil
+import stat
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from hookbuild import command, config, release
+from hookbuild.buildsys import REMOTE_HEADER_ENV, remote_headers, secret_bazelrc
 from hookbuild.variants import get
 from hookbuild.version import Version
 
@@ -106,3 +111,56 @@ def settings_options(settings: config.Settings) -> list[str]:
     from hookbuild.buildsys import BazelOptions
 
     return BazelOptions(remote_cache=settings.bazel_remote_cache).docker_run_options()
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A Bazel HTTP cache that stores nothing and records every request's headers."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers))
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_PUT(self) -> None:
+        self.seen.append(dict(self.headers))
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_remote_header_secret_reaches_the_cache_only_through_a_private_rc(tmp_path: Path) -> None:
+    token = f"s3cret-{uuid.uuid4().hex}"
+    headers = remote_headers({REMOTE_HEADER_ENV: f"X-Hookbuild-Token={token}"})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "WORKSPACE").write_text('workspace(name = "rc_test")\n')
+    (workspace / "BUILD").write_text('genrule(name = "g", outs = ["g.txt"], cmd = "echo hi > $@")\n')
+    try:
+        with secret_bazelrc(headers) as rc:
+            assert rc is not None and ROOT not in rc.parents
+            assert (
+                stat.S_IMODE(rc.stat().st_mode) == 0o600 and stat.S_IMODE(rc.parent.stat().st_mode) == 0o700
+            )
+            argv = (
+                "bazel", f"--bazelrc={rc}", "--batch", f"--output_user_root={tmp_path / 'bazel'}",
+                "build", f"--remote_cache=http://127.0.0.1:{server.server_address[1]}", "//:g",
+            )  # fmt: skip
+            assert not any(token in arg for arg in argv)
+            ran = command.run(command.Command(argv=argv, cwd=workspace), on_line=lambda _line: None)
+        assert not rc.exists() and not rc.parent.exists()  # gone after the build
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Recorder.seen, ran.output[-2000:]
+    assert all(seen.get("X-Hookbuild-Token") == token for seen in _Recorder.seen)
+    assert token not in ran.output
