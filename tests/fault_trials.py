@@ -50,6 +50,8 @@ class SampleRelease:
     dist: Path
     namespace: str
     registry: str = REGISTRY
+    base_image: str = BASE_IMAGE
+    """A base image of these trials' own (see own_base_image): containers built on it are theirs alone."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -82,7 +84,10 @@ class SampleRelease:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(f"{log}.out", "wb") as out, open(f"{log}.err", "wb") as err:
             proc = subprocess.Popen(
-                [str(INVOKE), "release", "--variant", "istio", "--sample", "--version", version, "--json"],
+                [
+                    *(str(INVOKE), "release", "--variant", "istio", "--sample", "--version", version),
+                    *("--base-image", self.base_image, "--json"),
+                ],
                 cwd=ROOT,
                 env={**os.environ, **self.env, **(env or {})},
                 stdin=subprocess.DEVNULL,
@@ -145,7 +150,7 @@ def our_containers(client: Any, sample: SampleRelease, since: float) -> list[str
     """Containers this sample's releases created since `since` that still exist: build container, docker
     build steps, image checks. (Attributed by creation time and image, or by the mounted sample checkout.)"""
     found = {}
-    for ancestor in (BUILD_IMAGE, BASE_IMAGE):
+    for ancestor in (BUILD_IMAGE, sample.base_image):
         for container in client.containers.list(all=True, filters={"ancestor": ancestor}):
             try:
                 if _created(container) < since - 1:
@@ -310,9 +315,26 @@ def run_trial(
     )
 
 
+def own_base_image(client: Any, namespace: str) -> str:
+    """The sample base image plus one label: a distinct image ID, so `docker ps --filter ancestor=` finds
+    exactly the containers these trials' releases made (docker build steps), not other runs' ones."""
+    import io
+
+    reference = f"hookbuild-faults/proxyv2:{namespace}"
+    dockerfile = f"FROM {BASE_IMAGE}\nLABEL io.hookbuild.fault-trials={namespace}\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=reference, rm=True, pull=False)
+    return reference
+
+
 def remove_tags(client: Any, sample: SampleRelease) -> None:
     """Drop this sample's local tags (the registry keeps what was pushed; the namespace is unique)."""
     for image in client.images.list(name=sample.repository):
         for tag in image.tags:
             with contextlib.suppress(Exception):
                 client.images.remove(tag, noprune=True)
+
+
+def remove_base_image(client: Any, sample: SampleRelease) -> None:
+    if sample.base_image != BASE_IMAGE:
+        with contextlib.suppress(Exception):
+            client.images.remove(sample.base_image, noprune=True)

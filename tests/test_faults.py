@@ -10,6 +10,7 @@ All trials share one sample checkout, Bazel cache and registry namespace (unique
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import random
@@ -28,11 +29,12 @@ import docker
 import pytest
 from conftest import ROOT, run_invoke
 from fault_trials import (
-    BASE_IMAGE,
     SampleRelease,
     inspect_world,
     output_of,
+    own_base_image,
     registry_auth,
+    remove_base_image,
     remove_tags,
     run_trial,
     settle,
@@ -53,13 +55,19 @@ def sample(
 ) -> Iterator[SampleRelease]:
     if not Path("/etc/hookbuild/registry-password").is_file():
         pytest.fail("no local registry credentials; run scripts/setup.sh")
-    release = SampleRelease(dist=tmp_path_factory.mktemp("faults"), namespace=f"hbfaults{os.getpid()}")
+    namespace = f"hbfaults{os.getpid()}"
+    release = SampleRelease(
+        dist=tmp_path_factory.mktemp("faults"),
+        namespace=namespace,
+        base_image=own_base_image(docker_client, namespace),
+    )
     ran = release.run("100.0")  # materializes the sample, warms Bazel, pushes the base layers
     assert ran.returncode == 0, (
         f"the sample release fails without any fault; run scripts/setup.sh\n{ran.stderr[-2000:]}"
     )
     yield release
     remove_tags(docker_client, release)
+    remove_base_image(docker_client, release)
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +236,7 @@ def test_registry_drops_the_connection_mid_push(
     sample: SampleRelease, docker_client: docker.DockerClient
 ) -> None:
     proxy = DroppingRegistry()
-    via_proxy = SampleRelease(dist=sample.dist, namespace=sample.namespace, registry=proxy.address)
+    via_proxy = dataclasses.replace(sample, registry=proxy.address)
     credentials = {
         "HOOKBUILD_REGISTRY_USER": "hookbuild",
         "HOOKBUILD_REGISTRY_PASSWORD": registry_auth()["password"],
@@ -299,7 +307,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "tiny"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True, text=True
     )
     if done.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs ({done.stderr.strip()}); run the tests as root (scripts/setup.sh)")
@@ -354,7 +362,7 @@ def test_disk_full_at_the_release_record_step(
     filler = fill(tiny_disk)
     argv = (
         "release", "--version", "102.4", "--envoy", str(sample.envoy), "--proxy", str(sample.proxy),
-        "--base-image", BASE_IMAGE, "--versions-file", str(versions),
+        "--base-image", sample.base_image, "--versions-file", str(versions),
     )  # fmt: skip
     env = sample.env
     since = time.time()
@@ -374,6 +382,9 @@ def test_disk_full_at_the_release_record_step(
     rerun = run_invoke(*argv, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert record.load(versions).get("istio@102.4").release is not None
+    docker_client.images.remove(
+        f"{sample.repository}:102.4", noprune=True
+    )  # recorded in this test's record only
 
 
 # --- two releases of the same version at once ---------------------------------------------------------------
