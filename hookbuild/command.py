@@ -6,13 +6,14 @@ Secrets travel in the environment only (never argv); their values are masked in 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import shlex
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -71,26 +72,29 @@ def run(
     """Run to completion, streaming merged stdout/stderr line by line to the log, `log_file` and `on_line`."""
     _require_program(command)
     log.info("$ %s", command.display())
+    inherited = {key: value for key, value in os.environ.items() if key not in secrets.ENV_NAMES}
     env = {**os.environ, **command.env}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     lines: list[str] = []
-    sink: IO[str] | None = None
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        sink = log_file.open("w", encoding="utf-8")
-        sink.write(f"$ {command.display()}\n")
-    try:
+    with contextlib.ExitStack() as stack:
+        sink: IO[str] | None = None
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            sink = stack.enter_context(log_file.open("w", encoding="utf-8"))
+            sink.write(f"$ {command.display()}\n")
         # Own session: Ctrl-C is ours to handle, so the whole child group is stopped, not half of it.
-        proc = subprocess.Popen(
-            command.argv,
-            cwd=command.cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
+        proc = stack.enter_context(
+            subprocess.Popen(
+                command.argv,
+                cwd=command.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
         )
         try:
             assert proc.stdout is not None
@@ -109,9 +113,6 @@ def run(
         except BaseException:
             _stop(proc)
             raise
-    finally:
-        if sink is not None:
-            sink.close()
     if check and returncode != 0:
         where = f"; full log: {log_file}" if log_file else ""
         last = " | ".join(line.strip() for line in tail if line.strip())[-600:]
@@ -134,8 +135,3 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
-
-
-def output(argv: Sequence[str], *, cwd: Path | None = None) -> str:
-    """Run a quick read-only command and return its stdout."""
-    return run(Command(argv=tuple(argv), cwd=cwd), on_line=lambda _line: None).output

@@ -96,3 +96,9 @@ def load(
         else:
             values[key] = value
     return Settings(root=root, **values)
+
+
+def cache_home() -> Path:
+    """$XDG_CACHE_HOME/hookbuild, else ~/.cache/hookbuild: build state that is neither source nor artifact."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "hookbuild"

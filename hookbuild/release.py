@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hookbuild import record
-from hookbuild.buildsys import BazelOptions, BuildSpec
+from hookbuild.buildsys import BazelOptions, BuildInputs, BuildSpec, remote_headers
 from hookbuild.config import Settings
 from hookbuild.errors import HookbuildError, RecordError, UsageError
 from hookbuild.images import ImageRef, validate_registry
@@ -237,17 +237,21 @@ def plan(request: Request, settings: Settings) -> Plan:
             disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
             configs=settings.bazel_configs,
         )
+        remote_headers()  # a malformed header fails here, before anything runs (and it is masked from now)
 
         def spec(symbols: bool) -> BuildSpec:
+            assert envoy is not None
             built = module.spec(
-                proxy=proxy,
-                envoy=envoy,
-                target=variant.target,
-                symbols_config=variant.symbols_config,
-                override=request.envoy_mode is EnvoyMode.OVERRIDE,
-                workdir=scratch / "build" / variant.name,
-                bazel=bazel,
-                symbols=symbols,
+                BuildInputs(
+                    envoy=envoy,
+                    proxy=proxy,
+                    target=variant.target,
+                    symbols_config=variant.symbols_config,
+                    override=request.envoy_mode is EnvoyMode.OVERRIDE,
+                    bazel=bazel,
+                    workdir=_workdir(variant, envoy),
+                    symbols=symbols,
+                )
             )
             assert isinstance(built, BuildSpec)
             return built
@@ -287,6 +291,16 @@ def plan(request: Request, settings: Settings) -> Plan:
         force=request.force,
         registry_user=settings.registry_user,
     )
+
+
+def _workdir(variant: Variant, envoy: Path) -> Path:
+    """Build state kept between releases (Envoy's build dir, cilium's patched copy), per checkout.
+
+    Outside the repo and dist/: Bazel's own logs there record every option, --remote_header too.
+    """
+    from hookbuild.config import cache_home
+
+    return cache_home() / "build" / variant.name / hashlib.sha256(str(envoy).encode()).hexdigest()[:16]
 
 
 def _required_path(path: Path | None, role: str) -> Path:
@@ -530,7 +544,7 @@ def _execute(plan: Plan, *, client: docker.DockerClient | None, now: Callable[[]
 
 def _produce_binary(plan: Plan, client: docker.DockerClient, durations: dict[str, float]) -> None:
     """Build (with the WORKSPACE edit in place), or copy the binary out of the release built on."""
-    from hookbuild import command, images, outputs, sources, workspace
+    from hookbuild import buildsys, command, images, outputs, sources, workspace
 
     if plan.build is None:
         with _stage("locate", durations):
@@ -543,11 +557,13 @@ def _produce_binary(plan: Plan, client: docker.DockerClient, durations: dict[str
     builds = [(plan.build, plan.binary, plan.build_log)]
     if plan.debug_build and plan.debug_binary:
         builds.insert(0, (plan.debug_build, plan.debug_binary, plan.dist / "build-debug.log"))
+    module = import_module(f"hookbuild.buildsys.{plan.variant.build_system}")
     editing = workspace.local_envoy(plan.proxy, plan.edit) if plan.edit and plan.proxy else nullcontext()
-    with editing:
+    with editing, buildsys.secret_bazelrc(buildsys.remote_headers()) as rc:
         for spec, binary, build_log in builds:
+            build = module.with_bazelrc(spec.command, rc) if rc else spec.command
             with _stage("build" if spec is plan.build else "debug build", durations):
-                command.run(spec.command, log_file=build_log, on_line=_build_line, what="the build")
+                command.run(build, log_file=build_log, on_line=_build_line, what="the build")
             with _stage("locate", durations):
                 built = outputs.resolve_link(spec.output_link, client=client) / spec.output_name
                 if spec.archive_member:

@@ -220,9 +220,9 @@ def read_binary(
 
 def default_cache_dir() -> Path:
     """$XDG_CACHE_HOME/hookbuild/symbols, else ~/.cache/hookbuild/symbols."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
-    return root / "hookbuild" / "symbols"
+    from hookbuild.config import cache_home
+
+    return cache_home() / "symbols"
 
 
 _CACHE_FORMAT = 1

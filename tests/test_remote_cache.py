@@ -1,22 +1,20 @@
 """Bazel's own remote cache, proved for real: nginx WebDAV on 127.0.0.1:8090 (scripts/setup.sh).
 
-The envoy variant's sample is built twice through hookbuild's own code path (settings -> release.plan ->
-BuildSpec -> command.run): Envoy's ci/run_envoy_docker.sh + do_ci.sh in the build container, with
-`--remote_cache=http://127.0.0.1:8090/<unique prefix>` from HOOKBUILD_BAZEL_REMOTE_CACHE. The second build
-starts from a clean output base (the whole ENVOY_DOCKER_BUILD_DIR is removed) and must report remote cache
-hits and produce the same bytes.
+The envoy variant's sample is released twice through `invoke release` (Envoy's ci/run_envoy_docker.sh +
+do_ci.sh in the build container, on the host network to reach the loopback cache), with
+`--remote_cache=http://127.0.0.1:8090/<unique prefix>` from HOOKBUILD_BAZEL_REMOTE_CACHE and a secret
+header from HOOKBUILD_BAZEL_REMOTE_HEADER. The second build starts from a clean output base (the whole
+ENVOY_DOCKER_BUILD_DIR is removed) and must report remote cache hits and produce the same bytes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import http.server
+import json
 import re
 import shutil
 import stat
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from conftest import run_invoke
 
 from hookbuild import command, config, release
 from hookbuild.buildsys import REMOTE_HEADER_ENV, remote_headers, secret_bazelrc
@@ -36,13 +35,7 @@ CACHE = "http://127.0.0.1:8090"
 CACHE_ROOT = Path("/var/lib/hookbuild/bazel-cache")  # nginx's root (scripts/setup.sh)
 PROCESSES = re.compile(r"^INFO: \d+ process(?:es)?: (.*)\.$", re.MULTILINE)
 
-pytestmark = [
-    pytest.mark.bazel,
-    pytest.mark.docker,
-    # hookbuild.command.run never closes the child's stdout pipe (Popen outside a `with`): the
-    # ResourceWarning surfaces here, in-process, as an unraisable-exception warning. Drop once fixed.
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = [pytest.mark.bazel, pytest.mark.docker]
 
 
 @pytest.fixture
@@ -65,52 +58,46 @@ def _processes(log: str) -> dict[str, int]:
     return {kind.strip(): int(n) for n, kind in re.findall(r"(\d+) ([^,]+)", found[-1])}
 
 
-def test_second_build_from_clean_output_base_hits_the_remote_cache(tmp_path: Path, cache_prefix: str) -> None:
-    url = f"{CACHE}/{cache_prefix}"
-    overrides = {"dist": str(tmp_path / "dist"), "bazel_remote_cache": url}
-    settings = config.load(ROOT, env={}, overrides=overrides)
-    plan = release.plan(
-        release.Request(variant=get("envoy"), version=Version(90, 1), sample=True, allow_dirty=True), settings
-    )
-    spec = plan.build
-    assert spec is not None  # the envoy variant compiles
-    assert f"--remote_cache={url}" in spec.command.env["BAZEL_BUILD_EXTRA_OPTIONS"]
-    build_dir = Path(spec.command.env["ENVOY_DOCKER_BUILD_DIR"])
-    env = dict(spec.command.env)
-    # The build container must reach the host's loopback cache. Until envoy_ci wires
-    # BazelOptions.docker_run_options() itself, add what it would (upstream's ENVOY_DOCKER_OPTIONS hook).
-    env.setdefault("ENVOY_DOCKER_OPTIONS", " ".join(settings_options(settings)))
-    cmd = dataclasses.replace(spec.command, env=env)
+def envoy_build_dir(dist: Path) -> Path:
+    """Where the envoy variant's sample build keeps ENVOY_DOCKER_BUILD_DIR (Bazel's output base inside)."""
+    settings = config.load(ROOT, env={"HOOKBUILD_DIST": str(dist)})
+    plan = release.plan(release.Request(variant=get("envoy"), version=Version(1, 0), sample=True), settings)
+    assert plan.build is not None
+    return Path(plan.build.command.env["ENVOY_DOCKER_BUILD_DIR"])
 
-    logs: list[str] = []
-    outputs: list[str] = []
-    seconds: list[float] = []
-    for attempt in (1, 2):
-        shutil.rmtree(build_dir, ignore_errors=True)  # clean output base (it lives in the build dir)
-        started = time.monotonic()
-        ran = command.run(cmd, log_file=tmp_path / f"build-{attempt}.log", on_line=lambda _line: None)
-        seconds.append(time.monotonic() - started)
-        logs.append(ran.output)
-        archive = Path(spec.output_link) / str(spec.output_name)
-        assert archive.is_file(), ran.output[-2000:]
-        outputs.append(hashlib.sha256(archive.read_bytes()).hexdigest())
-    print(f"\nremote cache: build 1 {seconds[0]:.1f} s, build 2 (clean output base) {seconds[1]:.1f} s")
 
+def test_second_release_from_a_clean_output_base_hits_the_remote_cache(
+    tmp_path: Path, cache_prefix: str
+) -> None:
+    token = f"s3cret-{uuid.uuid4().hex}"
+    env = {
+        "HOOKBUILD_DIST": str(tmp_path),
+        "HOOKBUILD_BAZEL_REMOTE_CACHE": f"{CACHE}/{cache_prefix}",
+        REMOTE_HEADER_ENV: f"X-Hookbuild-Token={token}",
+    }
+    digests = []
+    build_dir = envoy_build_dir(tmp_path)
+    for version in ("90.1", "90.2"):
+        shutil.rmtree(build_dir, ignore_errors=True)  # a clean output base: it lives in the build dir
+        ran = run_invoke(
+            "release", "--sample", "--variant", "envoy", "--version", version, "--verbose", env=env
+        )
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        assert token not in ran.stdout + ran.stderr
+        binary = tmp_path / "sample" / "envoy" / version / "envoy"
+        digests.append(json.loads(run_invoke("symbols", str(binary), "--json").stdout)["sha256"])
+    logs = [(tmp_path / "sample" / "envoy" / v / "build.log").read_text() for v in ("90.1", "90.2")]
+    assert f"--remote_cache={CACHE}/{cache_prefix}" in logs[0]  # passed through, into the build container
     first, second = _processes(logs[0]), _processes(logs[1])
     executed = sum(n for kind, n in first.items() if kind not in ("internal", "remote cache hit"))
     assert executed >= 1 and first.get("remote cache hit", 0) == 0, logs[0][-2000:]
     assert second.get("remote cache hit", 0) == executed, logs[1][-2000:]  # every action came from the cache
-    assert outputs[0] == outputs[1]  # the cached outputs are the built ones, byte for byte
-    # The cache really holds entries under this test's prefix (action cache + CAS).
+    assert digests[0] == digests[1]  # the cached outputs are the built ones, byte for byte
     assert any((CACHE_ROOT / cache_prefix / "ac").iterdir())
     assert any((CACHE_ROOT / cache_prefix / "cas").iterdir())
-
-
-def settings_options(settings: config.Settings) -> list[str]:
-    """`docker run` options the build container needs for the configured Bazel endpoints."""
-    from hookbuild.buildsys import BazelOptions
-
-    return BazelOptions(remote_cache=settings.bazel_remote_cache).docker_run_options()
+    for path in tmp_path.rglob("*"):  # the header's secret is in no file hookbuild or the build wrote
+        if path.is_file() and not path.is_symlink():
+            assert token.encode() not in path.read_bytes(), path
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

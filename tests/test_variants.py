@@ -13,8 +13,9 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from conftest import run_invoke
+from test_remote_cache import envoy_build_dir
+
 from hookbuild import images, symbols
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
@@ -33,20 +34,26 @@ def release(dist: Path, *args: str) -> dict[str, object]:
 
 
 def recorded(dist: Path, variant: str) -> list[dict[str, object]]:
-    ran = run_invoke("versions", "--variant", variant, "--json", "--versions-file", str(dist / "sample" / "versions.toml"))
+    ran = run_invoke(
+        "versions", "--variant", variant, "--json", "--versions-file", str(dist / "sample" / "versions.toml")
+    )
     assert ran.returncode == 0, ran.stderr
     entries: list[dict[str, object]] = json.loads(ran.stdout)
     return entries
 
 
-def traced_hits(binary: Path, script: Path, image_path: str, tmp_path: Path, *, unsafe: bool) -> dict[str, int]:
+def traced_hits(
+    binary: Path, script: Path, image_path: str, tmp_path: Path, *, unsafe: bool
+) -> dict[str, int]:
     """Run the shipped bpftrace script (pointed at `binary` instead of its path in the image) for real."""
     tool = shutil.which("bpftrace")
     if tool is None:
         pytest.fail("bpftrace is needed: run scripts/setup.sh")
     local = tmp_path / script.name
     local.write_text(script.read_text().replace(f"uprobe:{image_path}:", f"uprobe:{binary}:"))
-    envoy = subprocess.Popen([str(binary), "--iterations", "0", "--interval-ms", "2"], stdout=subprocess.DEVNULL)
+    envoy = subprocess.Popen(
+        [str(binary), "--iterations", "0", "--interval-ms", "2"], stdout=subprocess.DEVNULL
+    )
     tracer = subprocess.Popen(
         [tool, *(["--unsafe"] if unsafe else []), str(local), str(envoy.pid)],
         stdout=subprocess.PIPE,
@@ -71,20 +78,28 @@ def traced_hits(binary: Path, script: Path, image_path: str, tmp_path: Path, *, 
     return {m[1]: int(m[2]) for m in re.finditer(r"^@hits\[(.*)\]: (\d+)$", out, re.M)}
 
 
-def test_envoy_variant_from_envoys_ci_scripts(dist: Path, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+def test_envoy_variant_from_envoys_ci_scripts(
+    dist: Path, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
     result = release(dist, "--variant", "envoy", "--version", "1.0")
     assert result["image"] == "127.0.0.1:5000/hookbuild/envoy:1.0"
-    build_dir = dist / "sample" / "build" / "envoy" / "envoy-docker-build" / "envoy" / "x64" / "bin"
+    build_dir = envoy_build_dir(dist) / "envoy" / "x64" / "bin"
     assert (build_dir / "release.tar.zst").is_file()  # where do_ci.sh release.server_only puts it
     envoy = images.copy_file(docker_client, str(result["pinned"]), "/usr/local/bin/envoy", tmp_path / "envoy")
     info = symbols.read_binary(envoy)
-    assert not info.stripped and len(info.hookpoints) == result["hookpoints"] == 4  # dbg/envoy, not the stripped one
+    assert (
+        not info.stripped and len(info.hookpoints) == result["hookpoints"] == 4
+    )  # dbg/envoy, not the stripped one
     assert [e["version"] for e in recorded(dist, "envoy")] == ["1.0"]
 
 
-def test_cilium_variant_with_symbols_and_its_patch(dist: Path, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+def test_cilium_variant_with_symbols_and_its_patch(
+    dist: Path, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
     result = release(dist, "--variant", "cilium", "--version", "2.3")
-    envoy = images.copy_file(docker_client, str(result["pinned"]), "/usr/bin/cilium-envoy", tmp_path / "cilium-envoy")
+    envoy = images.copy_file(
+        docker_client, str(result["pinned"]), "/usr/bin/cilium-envoy", tmp_path / "cilium-envoy"
+    )
     info = symbols.read_binary(envoy)
     names = {h.function for h in info.hookpoints}
     assert "Envoy::Network::hookpointCiliumPolicyCheck" in names  # from cilium's patches/, applied to a copy
@@ -98,7 +113,9 @@ def test_cilium_stripped_release_is_traced_by_debug_addresses(
     dist: Path, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     result = release(dist, "--variant", "cilium", "--version", "2.4", "--stripped")
-    shipped = images.copy_file(docker_client, str(result["pinned"]), "/usr/bin/cilium-envoy", tmp_path / "stripped")
+    shipped = images.copy_file(
+        docker_client, str(result["pinned"]), "/usr/bin/cilium-envoy", tmp_path / "stripped"
+    )
     info = symbols.read_binary(shipped)
     assert info.stripped and not info.hookpoints  # the 2.1 case: a release build, no symbols at all
     script = dist / "sample" / "cilium" / "2.4" / "trace.bt"
@@ -109,7 +126,9 @@ def test_cilium_stripped_release_is_traced_by_debug_addresses(
 
 
 def test_unsupported_stripped_is_one_clear_error(dist: Path) -> None:
-    ran = run_invoke("release", "--sample", "--variant", "envoy", "--stripped", env={"HOOKBUILD_DIST": str(dist)})
+    ran = run_invoke(
+        "release", "--sample", "--variant", "envoy", "--stripped", env={"HOOKBUILD_DIST": str(dist)}
+    )
     assert ran.returncode == 2
     assert ran.stderr.strip() == "error: --stripped is not offered by variant envoy (drop --stripped)"
 
@@ -125,19 +144,30 @@ def test_istio_perf_builds_on_the_recorded_istio_release(
     output = docker_client.containers.run(str(perf["pinned"]), entrypoint=["perf", "--version"], remove=True)
     assert b"perf version" in output
     helper = docker_client.containers.run(
-        str(perf["pinned"]), entrypoint=["sh", "-c", "test -x /usr/local/bin/hookbuild-perf-fifo && echo ok"], remove=True
+        str(perf["pinned"]),
+        entrypoint=["sh", "-c", "test -x /usr/local/bin/hookbuild-perf-fifo && echo ok"],
+        remove=True,
     )
     assert helper.strip() == b"ok"
     entry = next(e for e in recorded(dist, "istio-perf") if e["version"] == "1.2")
     assert entry["based_on"] == "istio@12.5" and entry["packages"] == ["linux-perf"]
-    assert entry["release"]["envoy_commit"] == next(  # type: ignore[index]
-        e for e in recorded(dist, "istio") if e["version"] == "12.5"
-    )["release"]["envoy_commit"]
+    assert (
+        entry["release"]["envoy_commit"]
+        == next(  # type: ignore[index]
+            e for e in recorded(dist, "istio") if e["version"] == "12.5"
+        )["release"]["envoy_commit"]
+    )
 
 
 def test_istio_perf_on_a_pre_hookbuild_release_is_refused(dist: Path) -> None:
     ran = run_invoke(
-        "release", "--sample", "--variant", "istio-perf", "--based-on", "istio@10.1", env={"HOOKBUILD_DIST": str(dist)}
+        "release",
+        "--sample",
+        "--variant",
+        "istio-perf",
+        "--based-on",
+        "istio@10.1",
+        env={"HOOKBUILD_DIST": str(dist)},
     )
     assert ran.returncode == 2 and "istio@10.1 predates hookbuild" in ran.stderr
     assert os.path.exists(dist / "sample" / "versions.toml")

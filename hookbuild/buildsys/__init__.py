@@ -1,4 +1,9 @@
-"""Build systems hookbuild drives. Each module turns sources and settings into one frozen `BuildSpec`."""
+"""Build systems hookbuild drives.
+
+Each module has `spec(BuildInputs) -> BuildSpec` (the command and where its output lands, decided before
+anything runs) and `with_bazelrc(command, rc) -> Command` (how a secret rc file, made just for the build,
+reaches Bazel: a startup option, plus a read-only mount for a build container).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import shlex
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -101,6 +106,22 @@ def secret_bazelrc(headers: tuple[str, ...]) -> Iterator[Path | None]:
     finally:
         rc.unlink(missing_ok=True)
         directory.rmdir()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildInputs:
+    envoy: Path
+    proxy: Path | None
+    target: str  # the build system's target, e.g. istio/proxy's `build_envoy`
+    symbols_config: str | None
+    override: bool  # --override_repository instead of the WORKSPACE edit
+    bazel: BazelOptions
+    workdir: Path  # hookbuild's scratch space for this variant
+    symbols: bool = True  # False: the stripped release build
+
+
+def with_env(command: Command, **env: str) -> Command:
+    return replace(command, env={**command.env, **env})
 
 
 @dataclass(frozen=True, kw_only=True)

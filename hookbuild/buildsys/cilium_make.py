@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
-from hookbuild.buildsys import BazelOptions, BuildSpec
+from hookbuild.buildsys import BuildInputs, BuildSpec, with_env
 from hookbuild.command import Command
 from hookbuild.starlark import top_level_calls
 
@@ -38,29 +38,23 @@ def _label_path(proxy: Path, label: str) -> Path:
     return proxy / label
 
 
-def spec(
-    *,
-    proxy: Path | None,
-    envoy: Path,
-    target: str,
-    symbols_config: str | None,
-    override: bool,
-    bazel: BazelOptions,
-    workdir: Path,
-    symbols: bool = True,
-) -> BuildSpec:
-    assert proxy is not None
-    del symbols_config  # chosen by the Makefile: RELEASE_DEBUG=1 -> --config=release_debug
-    patched = workdir / "envoy-patched"
-    options = [f"--override_repository=envoy={patched}"] if override else []
-    options += bazel.flags()
+def spec(inputs: BuildInputs) -> BuildSpec:
+    # The Makefile picks the config: RELEASE_DEBUG=1 -> --config=release_debug (symbols), else release.
+    assert inputs.proxy is not None
+    patched = inputs.workdir / "envoy-patched"
+    options = [f"--override_repository=envoy={patched}"] if inputs.override else []
+    options += inputs.bazel.flags()
     env = {"BAZEL_BUILD_OPTS": shlex.join(options)} if options else {}
-    argv = ("make", target, *(("RELEASE_DEBUG=1",) if symbols else ()))
+    argv = ("make", inputs.target, *(("RELEASE_DEBUG=1",) if inputs.symbols else ()))
     return BuildSpec(
-        command=Command(argv=argv, cwd=proxy, env=env),
-        output_link=proxy / "bazel-bin",
+        command=Command(argv=argv, cwd=inputs.proxy, env=env),
+        output_link=inputs.proxy / "bazel-bin",
         output_name=PurePosixPath("cilium-envoy"),
         envoy_path=str(patched),
         envoy_copy=patched,
-        envoy_patches=envoy_patches(proxy),
+        envoy_patches=envoy_patches(inputs.proxy),
     )
+
+
+def with_bazelrc(command: Command, rc: Path) -> Command:
+    return with_env(command, BAZEL_OPTS=f"--bazelrc={rc}")  # a host build: no mount needed

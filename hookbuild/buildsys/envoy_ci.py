@@ -10,29 +10,32 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
-from hookbuild.buildsys import BazelOptions, BuildSpec
+from hookbuild.buildsys import SECRET_RC_MOUNT, BuildInputs, BuildSpec, with_env
 from hookbuild.command import Command
 
 
-def spec(
-    *,
-    proxy: Path | None,
-    envoy: Path,
-    target: str,
-    symbols_config: str | None,
-    override: bool,
-    bazel: BazelOptions,
-    workdir: Path,
-    symbols: bool = True,
-) -> BuildSpec:
-    del proxy, symbols_config, override, symbols  # no proxy, no override; dbg/envoy keeps symbols
-    build_dir = workdir / "envoy-docker-build"
+def spec(inputs: BuildInputs) -> BuildSpec:
+    # Envoy builds itself: no proxy checkout, no repository override; dbg/envoy always keeps symbols.
+    build_dir = inputs.workdir / "envoy-docker-build"
     env = {"ENVOY_DOCKER_BUILD_DIR": str(build_dir)}
-    if flags := bazel.flags():
+    if flags := inputs.bazel.flags():
         env["BAZEL_BUILD_EXTRA_OPTIONS"] = shlex.join(flags)
+    if run_options := inputs.bazel.docker_run_options():
+        env["ENVOY_DOCKER_OPTIONS"] = shlex.join(run_options)
     return BuildSpec(
-        command=Command(argv=("ci/run_envoy_docker.sh", f"./ci/do_ci.sh {target}"), cwd=envoy, env=env),
+        command=Command(
+            argv=("ci/run_envoy_docker.sh", f"./ci/do_ci.sh {inputs.target}"), cwd=inputs.envoy, env=env
+        ),
         output_link=build_dir / "envoy" / "x64" / "bin",
         output_name=PurePosixPath("release.tar.zst"),
         archive_member="dbg/envoy",
+    )
+
+
+def with_bazelrc(command: Command, rc: Path) -> Command:
+    options = command.env.get("ENVOY_DOCKER_OPTIONS", "")
+    return with_env(
+        command,
+        ENVOY_DOCKER_OPTIONS=f"{options} -v {rc.parent}:{SECRET_RC_MOUNT}:ro".strip(),
+        BAZEL_STARTUP_EXTRA_OPTIONS=f"--bazelrc={SECRET_RC_MOUNT}/{rc.name}",
     )

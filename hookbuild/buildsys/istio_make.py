@@ -10,36 +10,35 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
-from hookbuild.buildsys import BazelOptions, BuildSpec
+from hookbuild.buildsys import SECRET_RC_MOUNT, BuildInputs, BuildSpec, with_env
 from hookbuild.command import Command
 from hookbuild.workspace import ENVOY_MOUNT
 
 
-def spec(
-    *,
-    proxy: Path | None,
-    envoy: Path,
-    target: str,
-    symbols_config: str | None,
-    override: bool,
-    bazel: BazelOptions,
-    workdir: Path,
-    symbols: bool = True,
-) -> BuildSpec:
-    del workdir, symbols  # state lives in the `cache` volume; symbols always (release-symbol)
-    assert proxy is not None and symbols_config is not None
-    build_args = []
-    if override:
-        build_args.append(f"--override_repository=envoy={ENVOY_MOUNT}")
-    build_args += bazel.flags()
+def spec(inputs: BuildInputs) -> BuildSpec:
+    # The build container keeps Bazel's state in the `cache` volume; release-symbol always keeps symbols.
+    assert inputs.proxy is not None and inputs.symbols_config is not None
+    build_args = [f"--override_repository=envoy={ENVOY_MOUNT}"] if inputs.override else []
+    build_args += inputs.bazel.flags()
     env = {
-        "CONDITIONAL_HOST_MOUNTS": f"--volume {envoy.resolve()}:{ENVOY_MOUNT} ",
-        "BAZEL_CONFIG_REL": f"--config={symbols_config}",
+        "CONDITIONAL_HOST_MOUNTS": f"--volume {inputs.envoy.resolve()}:{ENVOY_MOUNT} ",
+        "BAZEL_CONFIG_REL": f"--config={inputs.symbols_config}",
     }
     if build_args:
         env["BAZEL_BUILD_ARGS"] = shlex.join(build_args)
+    if run_options := inputs.bazel.docker_run_options():
+        env["DOCKER_RUN_OPTIONS"] = shlex.join(run_options)
     return BuildSpec(
-        command=Command(argv=("make", target, "BUILD_WITH_CONTAINER=1"), cwd=proxy, env=env),
-        output_link=proxy / "bazel-bin",
+        command=Command(argv=("make", inputs.target, "BUILD_WITH_CONTAINER=1"), cwd=inputs.proxy, env=env),
+        output_link=inputs.proxy / "bazel-bin",
         output_name=PurePosixPath("envoy"),
+    )
+
+
+def with_bazelrc(command: Command, rc: Path) -> Command:
+    mounts = command.env.get("CONDITIONAL_HOST_MOUNTS", "")
+    return with_env(
+        command,
+        CONDITIONAL_HOST_MOUNTS=f"{mounts}--volume {rc.parent}:{SECRET_RC_MOUNT}:ro ",
+        BAZEL_STARTUP_ARGS=f"--bazelrc={SECRET_RC_MOUNT}/{rc.name}",
     )
