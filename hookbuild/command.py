@@ -73,7 +73,7 @@ def run(
     _require_program(command)
     log.info("$ %s", command.display())
     inherited = {key: value for key, value in os.environ.items() if key not in secrets.ENV_NAMES}
-    env = {**os.environ, **command.env}
+    env = {**inherited, **command.env}  # a command that needs a secret names it in command.env
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     lines: list[str] = []
     with contextlib.ExitStack() as stack:

@@ -6,6 +6,9 @@ import logging
 import threading
 
 MASK = "********"
+ENV_NAMES = ("HOOKBUILD_REGISTRY_PASSWORD", "HOOKBUILD_BAZEL_REMOTE_HEADER")
+"""Secret settings in our own environment: never inherited by the processes we start (a build container
+takes the whole environment along, where `docker inspect` and every build action can read it)."""
 _lock = threading.Lock()
 _values: set[str] = set()
 
