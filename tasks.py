@@ -42,7 +42,7 @@ def _settings(c: Context, **overrides: object):  # type: ignore[no-untyped-def]
         "dry-run": "print the plan (steps, commands, paths, tags) and change nothing",
         "json": "print the result as JSON",
         "verbose": "debug logging",
-    }
+    },
 )
 def release(
     c: Context,
@@ -120,7 +120,10 @@ def _print_release(result) -> None:  # type: ignore[no-untyped-def]
     print(f"  binary  {result.binary} ({result.binary_size:,} bytes, sha256 {result.binary_sha256})")
     print(f"  hookpoints {result.hookpoints}")
     if result.durations:
-        print("  stages  " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.durations.items()))
+        print(
+            "  stages  " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.durations.items())
+        )
+
 
 # --- record: versions, bump, deprecate, changelog ---------------------------------------------------
 
@@ -297,8 +300,15 @@ def changelog(
 # --- symbols and uprobe scripts ---------------------------------------------------------------------
 
 
-def _binary_info(c: Context, target: str, *, pattern: str, debug_binary: str, versions_file: str | None,  # type: ignore[no-untyped-def]
-                 cache: bool = True):
+def _binary_info(
+    c: Context,
+    target: str,
+    *,
+    pattern: str,
+    debug_binary: str,
+    versions_file: str | None,  # type: ignore[no-untyped-def]
+    cache: bool = True,
+):
     """A binary path, or VARIANT@X.Y: the released binary under dist/, else its recorded hookpoints.json."""
     import json as jsonlib
     from pathlib import Path
@@ -314,11 +324,12 @@ def _binary_info(c: Context, target: str, *, pattern: str, debug_binary: str, ve
     if "@" not in target or path.exists():
         return symbols.read_binary(path, pattern=pattern, debug_binary=debug, cache_dir=cache_dir)
     from hookbuild import record
+    from hookbuild.release import release_dir
 
     settings = _settings(c, versions_file=versions_file)
-    entry = record.load(_record_path(c, versions_file)).get(target)
-    dist = settings.dist if settings.dist.is_absolute() else settings.root / settings.dist
-    where = dist / entry.variant / str(entry.version)
+    record_path = _record_path(c, versions_file)
+    entry = record.load(record_path).get(target)
+    where = release_dir(settings, record_path, entry.variant, entry.version)
     if (where / "envoy").is_file():
         return symbols.read_binary(where / "envoy", pattern=pattern, debug_binary=debug, cache_dir=cache_dir)
     saved = where / "hookpoints.json"
@@ -380,11 +391,18 @@ def symbols(
         from hookbuild import symbols as syms
         from hookbuild.errors import SymbolError
 
-        info = _binary_info(c, target, pattern=pattern, debug_binary=debug_binary,
-                            versions_file=versions_file, cache=not no_cache)
+        info = _binary_info(
+            c,
+            target,
+            pattern=pattern,
+            debug_binary=debug_binary,
+            versions_file=versions_file,
+            cache=not no_cache,
+        )
         if diff:
-            old = _binary_info(c, diff, pattern=pattern, debug_binary="", versions_file=versions_file,
-                               cache=not no_cache)
+            old = _binary_info(
+                c, diff, pattern=pattern, debug_binary="", versions_file=versions_file, cache=not no_cache
+            )
             result = syms.diff(old, info)
             if json:
                 print_json(result.to_dict())
@@ -400,8 +418,10 @@ def symbols(
                     "in .dynsym",
                     hint="pass --debug-binary with the unstripped build of the same sources",
                 )
-            raise SymbolError(f"no function symbol matching {pattern!r} in {info.path}",
-                              hint="check --pattern (a substring of the mangled name)")
+            raise SymbolError(
+                f"no function symbol matching {pattern!r} in {info.path}",
+                hint="check --pattern (a substring of the mangled name)",
+            )
         for note in info.warnings():
             sys.stderr.write(f"warning: {note}\n")
         written = probes.write_scripts(info, Path(scripts_dir), binary=probe_binary) if scripts_dir else ()
@@ -409,13 +429,17 @@ def symbols(
             print_json({**info.to_dict(), "scripts": [str(p) for p in written]})
             return
         stripped = "stripped" + (f", names from {info.debug_binary}" if info.debug_binary else "")
-        print(f"{info.path}  {info.machine}{' PIE' if info.pie else ''}  "
-              f"{stripped if info.stripped else 'not stripped'}")
+        print(
+            f"{info.path}  {info.machine}{' PIE' if info.pie else ''}  "
+            f"{stripped if info.stripped else 'not stripped'}"
+        )
         print(f"  sha256 {info.sha256}  build-id {info.build_id or '-'}")
         print(f"  {'ADDRESS':>18}  {'FILE OFFSET':>12}  {'SIZE':>5}  {'TABLE':6}  CALLED  NAME (MANGLED)")
         for h in info.hookpoints:
-            print(f"  {h.address:#18x}  {h.file_offset:#12x}  {h.size:5}  {h.table:6}  "
-                  f"{'yes' if h.called else 'NO':6}  {h.demangled}  ({h.name})")
+            print(
+                f"  {h.address:#18x}  {h.file_offset:#12x}  {h.size:5}  {h.table:6}  "
+                f"{'yes' if h.called else 'NO':6}  {h.demangled}  ({h.name})"
+            )
         for path in written:
             print(f"wrote {path}")
 
@@ -477,27 +501,37 @@ def inject(
         changed = sum(workload.changed for workload in result.workloads)
         logging.getLogger("hookbuild").info(
             "%s: %d workload(s), %d changed, image %s",
-            source, len(result.workloads), changed, image.reference,
+            source,
+            len(result.workloads),
+            changed,
+            image.reference,
         )
 
 
 @task(
     help={
         "release": "the release the script is for, VARIANT@MAJOR.MINOR (e.g. istio@12.0)",
-        "binary": "the released Envoy binary to read the hookpoints from",
-        "output": "directory to write trace_all.sh into (default: dist/<variant>/<version>)",
+        "binary": "the released Envoy binary to read the hookpoints from (default: the release's, in dist/)",
+        "output": "directory to write trace_all.sh into (default: the release's dist/<variant>/<version>)",
+        "versions-file": _VERSIONS_FILE_HELP,
     }
 )
-def trace_script(c: Context, release: str, binary: str, output: str | None = None) -> None:
+def trace_script(
+    c: Context, release: str, binary: str = "", output: str = "", versions_file: str = ""
+) -> None:
     """Write trace_all.sh: uprobe every istio-proxy sidecar's Envoy with the release's hookpoints."""
     import logging
     from pathlib import Path
 
-    from hookbuild import config, logs, record, symbols, trace_all
+    from hookbuild import logs, record, symbols, trace_all, variants
+    from hookbuild.release import release_dir
 
     logs.setup()
     with errors_to_exit():
-        variant, version = record.parse_ref(release)
-        dest = Path(output) if output else config.load().dist / variant / str(version)
-        path = trace_all.write(dest, symbols.read_binary(Path(binary)), release=release)
+        settings = _settings(c, versions_file=versions_file)
+        entry = record.load(settings.versions_file).get(release)
+        where = release_dir(settings, settings.versions_file, entry.variant, entry.version)
+        info = symbols.read_binary(Path(binary) if binary else where / "envoy")
+        image_path = variants.get(entry.variant).binary_in_image
+        path = trace_all.write(Path(output) if output else where, info, release=entry.ref, binary=image_path)
         logging.getLogger("hookbuild").info("wrote %s", path)

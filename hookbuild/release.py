@@ -183,6 +183,16 @@ def sample_versions_file(settings: Settings) -> Path:
     return scratch
 
 
+def release_dir(settings: Settings, versions_file: Path, variant: str, version: Version) -> Path:
+    """Where a release's binary, build log and scripts live: dist/<variant>/<version>.
+
+    Releases recorded in the sample scratch record live under dist/sample/ beside that record.
+    """
+    scratch = settings.dist / "sample"
+    sample = versions_file.resolve() == (scratch / "versions.toml").resolve()
+    return (scratch if sample else settings.dist) / variant / str(version)
+
+
 def plan(request: Request, settings: Settings) -> Plan:
     """Turn a request and settings into a complete plan. Reads files; writes only scratch sample copies."""
     from hookbuild import workspace
@@ -281,7 +291,7 @@ def plan(request: Request, settings: Settings) -> Plan:
         debug_build=debug_build,
         based_on=based_on,
         packages=_packages(request, the_record, variant, version, based_on),
-        dist=scratch / variant.name / str(version),
+        dist=release_dir(settings, versions_file, variant.name, version),
         image=ImageRef.parse(f"{settings.registry}/{settings.namespace}/{variant.image_name}:{version}"),
         base_image=base_image,
         dockerfile=settings.root / "dockerfiles" / variant.dockerfile,

@@ -106,6 +106,19 @@ def test_cilium_variant_with_symbols_and_its_patch(
     assert not info.stripped
     entry = next(e for e in recorded(dist, "cilium") if e["version"] == "2.3")
     assert entry["release"]["digest"] == result["digest"]  # type: ignore[index]
+    # The release's scripts regenerate from the record alone, and probe Cilium's path in its image.
+    script = dist / "sample" / "cilium" / "2.3" / "trace_all.sh"
+    shipped = script.read_text()
+    script.unlink()
+    ran = run_invoke(
+        "trace-script",
+        "cilium@2.3",
+        "--versions-file",
+        str(dist / "sample" / "versions.toml"),
+        env={"HOOKBUILD_DIST": str(dist)},
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert script.read_text() == shipped and "ENVOY=/usr/bin/cilium-envoy" in shipped
 
 
 @pytest.mark.bpf
