@@ -5,15 +5,23 @@ Heavy modules (docker, git, pyelftools) are imported inside the tasks that need 
 
 from __future__ import annotations
 
-from invoke.tasks import task
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from invoke.context import Context
+from invoke.tasks import task
 
 from hookbuild.cli import errors_to_exit, print_json
+
+if TYPE_CHECKING:  # annotations only: importing these for real would slow every query
+    from hookbuild.config import Settings
+    from hookbuild.release import Result
+    from hookbuild.symbols import BinaryInfo, SymbolDiff
 
 # --- release ---------------------------------------------------------------------------------------
 
 
-def _settings(c: Context, **overrides: object):  # type: ignore[no-untyped-def]
+def _settings(c: Context, **overrides: object) -> Settings:
     from hookbuild import config
 
     invoke_config = dict(c.config.get("hookbuild", {}) or {})
@@ -66,7 +74,6 @@ def release(
     verbose: bool = False,
 ) -> None:
     """Build Envoy with hookpoints, make and push the image, record it in versions.toml."""
-    from pathlib import Path
 
     from hookbuild import logs, variants
     from hookbuild import release as pipeline
@@ -111,7 +118,7 @@ def release(
         _print_release(result)
 
 
-def _print_release(result) -> None:  # type: ignore[no-untyped-def]
+def _print_release(result: Result) -> None:
     state = "already released (nothing rebuilt or pushed)" if result.reused else "released"
     print(f"{result.variant}@{result.version} {state}")
     print(f"  image   {result.image}")
@@ -128,7 +135,7 @@ def _print_release(result) -> None:  # type: ignore[no-untyped-def]
 # --- record: versions, bump, deprecate, changelog ---------------------------------------------------
 
 
-def _record_path(c: Context, versions_file: str | None):  # type: ignore[no-untyped-def]
+def _record_path(c: Context, versions_file: str | None) -> Path:
     """--versions-file, else the configured one (pyproject < invoke.yaml < HOOKBUILD_VERSIONS_FILE)."""
     return _settings(c, versions_file=versions_file).versions_file
 
@@ -283,7 +290,6 @@ def changelog(
             rec.variant(variant)
         text = notes.render(rec, variant=variant)
         if output:
-            from pathlib import Path
 
             from hookbuild.errors import UsageError
 
@@ -306,12 +312,11 @@ def _binary_info(
     *,
     pattern: str,
     debug_binary: str,
-    versions_file: str | None,  # type: ignore[no-untyped-def]
+    versions_file: str | None,
     cache: bool = True,
-):
+) -> BinaryInfo:
     """A binary path, or VARIANT@X.Y: the released binary under dist/, else its recorded hookpoints.json."""
     import json as jsonlib
-    from pathlib import Path
 
     from hookbuild import symbols
     from hookbuild.errors import SymbolError, UsageError
@@ -382,7 +387,6 @@ def symbols(
     `invoke symbols --diff istio@11.8 istio@12.0`, `invoke symbols envoy --scripts-dir out/`.
     """
     import sys
-    from pathlib import Path
 
     from invoke.exceptions import Exit
 
@@ -444,7 +448,7 @@ def symbols(
             print(f"wrote {path}")
 
 
-def _print_diff(result, *, old: str, new: str) -> None:  # type: ignore[no-untyped-def]
+def _print_diff(result: SymbolDiff, *, old: str, new: str) -> None:
     if not result.changed and not result.moved:
         print(f"{old} -> {new}: hookpoints unchanged")
         return
@@ -482,7 +486,6 @@ def inject(
     """Give every workload in Kubernetes manifests the released istio-proxy sidecar, pinned by digest."""
     import logging
     import sys
-    from pathlib import Path
 
     from hookbuild import config, logs
     from hookbuild import inject as injecting
@@ -521,7 +524,6 @@ def trace_script(
 ) -> None:
     """Write trace_all.sh: uprobe every istio-proxy sidecar's Envoy with the release's hookpoints."""
     import logging
-    from pathlib import Path
 
     from hookbuild import logs, record, symbols, trace_all, variants
     from hookbuild.release import release_dir
