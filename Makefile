@@ -18,6 +18,7 @@ install: $(VENV)/.installed
 
 demo: setup install
 	$(INVOKE) release --variant istio --sample
+	$(INVOKE) versions --variant istio --versions-file dist/sample/versions.toml
 
 lint: install
 	$(VENV)/bin/ruff check hookbuild tasks.py tests benchmarks scripts
