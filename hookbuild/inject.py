@@ -509,12 +509,12 @@ def inject(
             continue
         number += 1
         document = _parse(chunk, source)
-        found = list(_pod_templates(document, number))
-        if not found:
-            pieces.append(chunk.text)
-            continue
-        before = _dump(document, chunk)
         try:
+            found = list(_pod_templates(document, number))
+            if not found:
+                pieces.append(chunk.text)
+                continue
+            before = _dump(document, chunk)
             for _owner, template, described in found:
                 edit(_Editor(template, described))
         except InjectError as exc:  # say which file, not only which document

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import subprocess
@@ -228,6 +229,7 @@ class Trial:
     number: int
     signal: str
     delay: float
+    target: str
     version: str
     killed: Ran
     stage: str
@@ -267,10 +269,24 @@ class Trial:
         kill_ws = "orig" if self.after_kill.workspace_original else "edited"
         rerun_ws = "orig" if self.after_rerun.workspace_original else "EDITED"
         return (
-            f"{self.number:>3} {self.signal:7} {self.delay:5.2f}s  {self.stage:12} rc={self.killed_rc:<4} "
+            f"{self.number:>3} {self.signal:7} {self.target:>11}{self.delay:4.2f}s -> {self.stage:11} "
+            f"rc={self.killed_rc:<4} "
             f"record={'ok' if self.survived else 'BROKEN'} ws={kill_ws}->{rerun_ws} "
             f"rerun={'ok' if self.rerun_ok else 'FAILED'} leftovers={len(self.leftovers)}"
         )
+
+
+LATE_STAGES = ("locate", "hookpoints", "image", "push", "record")
+
+
+def schedule(rng: random.Random, number: int, duration: float) -> tuple[signal.Signals, str | None, float]:
+    """Signal, stage and delay of trial `number`: SIGINT on odd trials, SIGKILL on even ones. Half the trials
+    land anywhere within a release's `duration` (mostly in the build, the longest stage); the other half
+    shortly after a later stage starts, so image, push and record are hit too."""
+    sig = signal.SIGINT if number % 2 else signal.SIGKILL
+    if number % 4 in (1, 2):
+        return sig, None, rng.uniform(0.1, duration * 0.9)
+    return sig, rng.choice(LATE_STAGES), rng.uniform(0.0, 0.4)
 
 
 def run_trial(
@@ -283,10 +299,18 @@ def run_trial(
     version: str,
     versions: set[str],
     known: dict[str, str],
+    stage: str | None = None,
 ) -> Trial:
-    """One trial; `known` (version -> digest recorded so far) is checked for loss and then updated."""
+    """One trial; `known` (version -> digest recorded so far) is checked for loss and then updated.
+
+    The signal comes `delay` seconds after the start, or after `stage` began (e.g. "push") when given.
+    """
     since = time.time()
     proc = sample.start(version)
+    if stage:  # wait for the stage to begin, then `delay` more
+        err = Path(f"{proc.log}.err")  # type: ignore[attr-defined]
+        while proc.poll() is None and f"▶ {stage}" not in err.read_text(errors="replace"):
+            time.sleep(0.02)
     time.sleep(delay)
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -305,6 +329,7 @@ def run_trial(
         number=number,
         signal=sig.name,
         delay=delay,
+        target=f"{stage}+" if stage else "start+",
         version=version,
         killed=killed,
         stage=last_stage(killed.stderr),

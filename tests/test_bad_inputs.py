@@ -40,6 +40,8 @@ class Case:
     folder: str = "case"
     creates: tuple[str, ...] = ()
     """Files the failing run may leave outside dist/ (relative to the case folder)."""
+    marks: tuple[str, ...] = ()
+    """Components the case reaches (pytest markers); most bad inputs are refused before any is used."""
 
 
 R = "--versions-file"
@@ -358,31 +360,31 @@ CASES: list[Case] = [
     # --- trace-script -------------------------------------------------------------------------------------
     Case(
         "trace-script/not-elf",
-        ("trace-script", "istio@12.0", "{bin}", "--output", "{tmp}/out"),
+        ("trace-script", "istio@12.0", "--binary", "{bin}", "--output", "{tmp}/out"),
         "not an ELF",
         {"bin": "elf:text"},
     ),
     Case(
         "trace-script/truncated",
-        ("trace-script", "istio@12.0", "{bin}", "--output", "{tmp}/out"),
+        ("trace-script", "istio@12.0", "--binary", "{bin}", "--output", "{tmp}/out"),
         "bin",
         {"bin": "truncated"},
     ),
     Case(
         "trace-script/no-hookpoints",
-        ("trace-script", "istio@12.0", "{bin}", "--output", "{tmp}/out"),
+        ("trace-script", "istio@12.0", "--binary", "{bin}", "--output", "{tmp}/out"),
         "no hookpoints to trace",
         {"bin": "host:/bin/true"},
     ),
     Case(
         "trace-script/bad-release",
-        ("trace-script", "istio", "{bin}"),
+        ("trace-script", "istio", "--binary", "{bin}"),
         "invalid release reference 'istio'",
         {"bin": "elf:gcc"},
     ),
     Case(
         "trace-script/output-is-a-file",
-        ("trace-script", "istio@12.0", "{bin}", "--output", "{file}"),
+        ("trace-script", "istio@12.0", "--binary", "{bin}", "--output", "{file}"),
         "cannot write",
         {"bin": "elf:gcc", "file": "file"},
     ),
@@ -523,6 +525,7 @@ CASES: list[Case] = [
         "bazel-bin points to /nonexistent/bazel-out/k8-opt/bin, which exists neither on this host",
         {**proxy("examples"), "proxy": "dangling:/nonexistent/bazel-out/k8-opt/bin"},
         creates=("proxy/bazel-bin",),
+        marks=("docker",),
     ),
     Case(
         "release/bazel-bin-into-empty-volume-path",
@@ -533,6 +536,7 @@ CASES: list[Case] = [
             "proxy": "dangling:/home/.cache/bazel/_bazel_root/hookbuild-no-such-hash/execroot/x/bin",
         },
         creates=("proxy/bazel-bin",),
+        marks=("docker",),
     ),
     # --- the missing volume: no task chooses the volume, so through the library in a real process ----------
     Case(
@@ -540,6 +544,7 @@ CASES: list[Case] = [
         ("{python}", "-c", "{resolve}"),
         "docker volume 'hookbuild-no-such-volume' does not exist",
         {"link": "link:/home/.cache/bazel/bin"},
+        marks=("docker",),
     ),
 ]
 
@@ -655,7 +660,10 @@ def test_corpus_is_large_and_covers_every_task() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(case, id=case.id, marks=[getattr(pytest.mark, m) for m in case.marks]) for case in CASES],
+)
 def test_bad_input(case: Case, tmp_path: Path, samples: Samples) -> None:
     work = tmp_path / case.folder
     work.mkdir()

@@ -37,6 +37,7 @@ from fault_trials import (
     remove_base_image,
     remove_tags,
     run_trial,
+    schedule,
     settle,
 )
 
@@ -117,16 +118,17 @@ def test_interrupted_and_killed_releases(
     known: dict[str, str] = {}
     trials = []
     for number in range(1, TRIALS + 1):
-        sig = signal.SIGINT if number % 2 else signal.SIGKILL
+        sig, stage, delay = schedule(rng, number, duration)
         trial = run_trial(
             docker_client,
             sample,
             number=number,
             sig=sig,
-            delay=rng.uniform(0.1, duration * 0.9),
+            delay=delay,
             version=f"101.{number}",
             versions=VERSIONS,
             known=known,
+            stage=stage,
         )
         trials.append(trial)
         print(trial.row())
@@ -139,12 +141,12 @@ def test_interrupted_and_killed_releases(
             # Ctrl-C: the process itself restores the WORKSPACE and removes its tag and containers.
             assert trial.after_kill.workspace_original, context
             assert not trial.interrupt_leftovers, (context, trial.after_kill)
-            if trial.killed_rc != 0:
-                assert trial.killed_rc == 130 and error_line(trial.killed.stderr) == "error: interrupted", (
-                    context
-                )
+            if trial.killed_rc == 130:
+                assert error_line(trial.killed.stderr) == "error: interrupted", context
+            else:  # finished first (0), or Ctrl-C while Python was still starting (-2): nothing ran yet
+                assert trial.killed_rc in (0, -signal.SIGINT), context
     interrupted = [t for t in trials if t.killed_rc != 0]
-    assert len(interrupted) >= TRIALS // 2, "most signals must land before the release ends"
+    assert len(interrupted) >= TRIALS // 3, "the signals must land before the release ends"
 
 
 # --- the registry fails in the middle of a push -----------------------------------------------------------

@@ -183,7 +183,19 @@ def runs(
                     str(record),
                 ),
             ),
-            ("trace-script", ("trace-script", "istio@104.1", str(binary), "--output", str(out))),
+            (
+                "trace-script",
+                (
+                    "trace-script",
+                    "istio@104.1",
+                    "--binary",
+                    str(binary),
+                    "--output",
+                    str(out),
+                    "--versions-file",
+                    str(record),
+                ),
+            ),
         ]:
             results[name] = run_invoke(*args, env=env)
         # A push refused for a wrong password: the error line names the failure, never the password.
