@@ -231,16 +231,22 @@ def test_helper_stops_perf_when_envoy_exits(docker_client: Any, perf_image: dict
         )
         _exec(container, ["sh", "-c", helper], detach=True)
         _wait_for(lambda: _exec(container, ["test", "-p", FIFO])[0] == 0, 10, "the helper's FIFO")
-        # Parse windows [0, 0.6], [0.9, 1.5], [1.8, ...]: SIGKILL at 2.1 s lands in the third one.
-        code, out = _exec(
-            container,
-            ["timeout", "-s", "KILL", "2.1", "/usr/local/bin/envoy", "--perf-fifo", FIFO,
-             "--interval-ms", "300", "--parse-work-us", "600000", "--print-every", "1"],
-        )  # fmt: skip
-        assert code == 137 and "iteration 2:" in out and "exiting" not in out, out
+        envoy = (
+            f"echo $$ >/tmp/envoy.pid; exec /usr/local/bin/envoy --perf-fifo {FIFO} --interval-ms 300 "
+            "--parse-work-us 600000 --print-every 1"
+        )
+        _exec(container, ["sh", "-c", envoy], detach=True)
+
+        def window_open() -> bool:  # a recording started and not stopped yet: Envoy is mid-parse
+            log = _exec(container, ["cat", "/tmp/helper.log"])[1]
+            return log.count("recording pid") >= 2 and log.count("recording pid") > log.count("stopped perf")
+
+        _wait_for(window_open, 20, "Envoy inside its second parse window")
+        code, out = _exec(container, ["sh", "-c", "kill -KILL $(cat /tmp/envoy.pid)"])
+        assert code == 0, out
         _wait_for(lambda: _helper_gone(container), 10, "the helper to exit at EOF")
         log = _exec(container, ["cat", "/tmp/helper.log"])[1]
-        assert log.count("recording pid") == 3 and log.count("stopped perf") == 3, log
+        assert log.count("recording pid") == log.count("stopped perf") >= 2, log  # the open one finished too
         assert "perf record failed" not in log, log
         assert _exec(container, ["test", "-e", FIFO])[0] != 0  # the FIFO it made is removed
         _assert_parse_samples(container, "/tmp/out/parse.data")
