@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin, get_type_hints, overload
+from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from hookbuild.errors import RecordError, UsageError, VersionError
 from hookbuild.version import Version
@@ -784,31 +784,11 @@ def _append(doc: tomlkit.TOMLDocument, entry: Entry) -> None:
 # --- convenience writers ----------------------------------------------------------------------------------
 
 
-@overload
-def add_release(path: Path, entry: Entry, *, replace: bool = ..., dry_run: bool = ...) -> Entry: ...
-
-
-@overload
 def add_release(
     path: Path,
-    entry: str,
+    variant: str,
     version: Version | str,
     provenance: Provenance,
-    *,
-    replace: bool = ...,
-    dry_run: bool = ...,
-    summary: str | None = ...,
-    based_on: str | None = ...,
-    packages: tuple[str, ...] | None = ...,
-    upstream: Upstream | None = ...,
-) -> Entry: ...
-
-
-def add_release(
-    path: Path,
-    entry: Entry | str,
-    version: Version | str | None = None,
-    provenance: Provenance | None = None,
     *,
     replace: bool = False,
     dry_run: bool = False,
@@ -817,39 +797,22 @@ def add_release(
     packages: tuple[str, ...] | None = None,
     upstream: Upstream | None = None,
 ) -> Entry:
-    """Record a release. Two forms:
-
-    - `add_release(path, entry)`: add a whole Entry (an existing version needs replace=True: rewritten);
-    - `add_release(path, variant, version, provenance)`: attach provenance to the recorded version (e.g. made
-      by `bump`); when it is not recorded yet, add it, carrying features and packages of the latest working
-      version. A version already released needs replace=True.
+    """Record a release: attach its provenance to the recorded version (e.g. one made by `bump`), or add
+    the version, carrying the latest working version's features. A version already released needs
+    replace=True. Given facts (based_on, packages, upstream) win over carried ones.
     """
-    if isinstance(entry, str):
-        if version is None or provenance is None:
-            raise TypeError("add_release(path, variant, version, provenance) needs version and provenance")
-        return _record_release(
-            path, entry, version, provenance, replace=replace, dry_run=dry_run, summary=summary,
-            based_on=based_on, packages=packages, upstream=upstream,
-        )
-    whole = entry
-    if whole.release is not None and whole.image is None:
-        whole = dataclasses.replace(whole, image=whole.release.image)
-
-    def change(doc: tomlkit.TOMLDocument) -> Entry:
-        _current(doc).variant(whole.variant)
-        index = _entry_index(doc, whole.variant, whole.version)
-        if index is not None:
-            if not replace:
-                raise RecordError(
-                    f"{whole.ref} is already in {path}",
-                    hint="bump to a new version, or pass replace=True to overwrite this entry",
-                )
-            doc[whole.variant][index] = _parsed_table(whole)
-        else:
-            _append(doc, whole)
-        return whole
-
-    return update(path, change, dry_run=dry_run)
+    return _record_release(
+        path,
+        variant,
+        version,
+        provenance,
+        replace=replace,
+        dry_run=dry_run,
+        summary=summary,
+        based_on=based_on,
+        packages=packages,
+        upstream=upstream,
+    )
 
 
 def _record_release(
@@ -865,7 +828,6 @@ def _record_release(
     packages: tuple[str, ...] | None = None,
     upstream: Upstream | None = None,
 ) -> Entry:
-    """A new entry carries the latest working version's features; given facts (based_on...) win."""
     wanted = Version.parse(version) if isinstance(version, str) else version
 
     def change(doc: tomlkit.TOMLDocument) -> Entry:
@@ -910,11 +872,6 @@ def _attach(doc: tomlkit.TOMLDocument, entry: Entry, provenance: Provenance, *, 
         _ensure_blank_line(table)
         table.append("release", parsed)
     return new
-
-
-def set_release(path: Path, ref: str, provenance: Provenance, *, replace: bool = False) -> Entry:
-    """Attach release provenance to the recorded `ref` (e.g. one made by bump); its image follows."""
-    return update(path, lambda doc: _attach(doc, _current(doc).get(ref), provenance, replace=replace))
 
 
 def bump(

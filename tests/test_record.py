@@ -329,23 +329,6 @@ def test_release_provenance_round_trip(seed: Path) -> None:
     tomllib.loads(seed.read_text())
 
 
-def test_add_whole_entry(seed: Path) -> None:
-    entry = record.Entry(
-        variant="envoy",
-        version=Version.parse("1.0"),
-        summary="first",
-        features=("symbols",),
-        upstream=record.Upstream(envoy="1.34.4"),
-        release=provenance(image="127.0.0.1:5000/hookbuild/envoy:1.0"),
-    )
-    record.add_release(seed, entry)
-    assert record.load(seed).get("envoy@1.0") == record.Entry(
-        **{**entry.__dict__, "image": entry.release.image}
-    )  # type: ignore[union-attr]
-    with pytest.raises(RecordError, match="already in"):
-        record.add_release(seed, entry)
-
-
 def test_provenance_is_validated(seed: Path) -> None:
     with pytest.raises(RecordError, match=r"release\.digest: 'sha256:short' is not a digest"):
         record.add_release(seed, "istio", "12.0", provenance(digest="sha256:short"))
