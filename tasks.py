@@ -212,7 +212,7 @@ def bump(
     versions_file: str | None = None,
 ) -> None:
     """Record the next version of a variant and print it (e.g. `12.1`, for scripts)."""
-    from hookbuild import record
+    from hookbuild import record_edit
     from hookbuild.errors import UsageError
 
     with errors_to_exit():
@@ -222,7 +222,7 @@ def bump(
             raise UsageError("bump needs exactly one of --major or --minor", hint="pass one of them")
         if not summary.strip():
             raise UsageError("bump needs --summary TEXT", hint="say in one line what the new version changes")
-        entry = record.bump(
+        entry = record_edit.bump(
             _record_path(c, versions_file),
             variant,
             "major" if major else "minor",
@@ -257,14 +257,14 @@ def deprecate(
     versions_file: str | None = None,
 ) -> None:
     """Deprecate a version (or mark it test-only); nothing is ever deleted from the record."""
-    from hookbuild import record
+    from hookbuild import record, record_edit
     from hookbuild.errors import UsageError
 
     with errors_to_exit():
         if test_only and working:
             raise UsageError("--test-only and --working exclude each other", hint="pass one of them")
         status = record.Status.TEST_ONLY if test_only else record.Status.WORKING if working else None
-        entry = record.set_status(
+        entry = record_edit.set_status(
             _record_path(c, versions_file), ref, status or record.Status.DEPRECATED, reason
         )
         print(f"{entry.ref}: {entry.status}")

@@ -465,7 +465,7 @@ def execute(
 
 
 def _execute(plan: Plan, *, client: docker.DockerClient | None, now: Callable[[], datetime]) -> Result:
-    from hookbuild import images, probes, symbols, trace_all
+    from hookbuild import images, probes, record_edit, symbols, trace_all
 
     durations: dict[str, float] = {}
     with _stage("sources", durations):
@@ -527,7 +527,7 @@ def _execute(plan: Plan, *, client: docker.DockerClient | None, now: Callable[[]
                 base_image=plan.base_image,
                 dockerfile=plan.dockerfile.name,
             )
-            record.add_release(
+            record_edit.add_release(
                 plan.versions_file,
                 plan.variant.name,
                 plan.version,

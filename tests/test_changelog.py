@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hookbuild import changelog, record
+from hookbuild import changelog, record, record_edit
 
 SEED = Path(__file__).resolve().parent.parent / "versions.toml"
 
@@ -50,6 +50,6 @@ def test_seed_changelog_reproduces_the_version_record() -> None:
 def test_one_variant_and_a_release(tmp_path: Path) -> None:
     path = tmp_path / "versions.toml"
     path.write_text(SEED.read_text())
-    record.bump(path, "envoy", "major", "first plain envoy", features=["symbols"])
+    record_edit.bump(path, "envoy", "major", "first plain envoy", features=["symbols"])
     text = changelog.render(record.load(path), variant="envoy")
     assert text == "## Version Record\n\n### Envoy\n- 1.0: First plain envoy. Features: symbols.\n"

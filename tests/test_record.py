@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hookbuild import record
+from hookbuild import record, record_edit
 from hookbuild.errors import RecordError, UsageError, VersionError
 from hookbuild.version import Version
 
@@ -220,7 +220,7 @@ def test_schema_errors_name_line_and_field(
     assert "\n" not in message
     # a writer refuses to build on a broken record and leaves it byte-identical
     with pytest.raises(RecordError):
-        record.bump(small, "istio", "minor", "more")
+        record_edit.bump(small, "istio", "minor", "more")
     assert digest(small) == before
 
 
@@ -230,7 +230,7 @@ def test_invalid_toml_names_the_line(small: Path) -> None:
     with pytest.raises(RecordError, match=r"invalid TOML: .*line 20"):
         record.load(small)
     with pytest.raises(RecordError):
-        record.set_status(small, "istio@11.8", record.Status.DEPRECATED, "x")
+        record_edit.set_status(small, "istio@11.8", record.Status.DEPRECATED, "x")
     assert digest(small) == before
 
 
@@ -246,14 +246,14 @@ def test_a_failing_change_leaves_the_file_untouched(small: Path) -> None:
         doc["istio"][0]["version"] = "12.0"  # duplicate: validation refuses
 
     with pytest.raises(RecordError, match="recorded twice"):
-        record.update(small, bad)
+        record_edit.update(small, bad)
 
     def boom(doc):  # type: ignore[no-untyped-def]
         doc["istio"][0]["summary"] = "half done"
         raise UsageError("stop here")
 
     with pytest.raises(UsageError):
-        record.update(small, boom)
+        record_edit.update(small, boom)
     assert digest(small) == before
     assert not list(small.parent.glob(".versions.toml.*.tmp"))
 
@@ -262,12 +262,12 @@ def test_a_failing_change_leaves_the_file_untouched(small: Path) -> None:
 
 
 def test_golden_bump(small: Path) -> None:
-    assert str(record.bump(small, "istio", "minor", "Trace the router").version) == "12.1"
+    assert str(record_edit.bump(small, "istio", "minor", "Trace the router").version) == "12.1"
     assert (
-        str(record.bump(small, "cilium", "major", "Cilium 3", features=["symbols", "perf"]).version) == "3.0"
+        str(record_edit.bump(small, "cilium", "major", "Cilium 3", features=["symbols", "perf"]).version) == "3.0"
     )
-    assert str(record.bump(small, "envoy", "major", "First plain Envoy").version) == "1.0"
-    record.set_status(small, "istio@11.8", record.Status.DEPRECATED, "superseded by 12.0")
+    assert str(record_edit.bump(small, "envoy", "major", "First plain Envoy").version) == "1.0"
+    record_edit.set_status(small, "istio@11.8", record.Status.DEPRECATED, "superseded by 12.0")
     assert small.read_text() == (DATA / "small.bumped.toml").read_text()
     tomllib.loads(small.read_text())
     rec = record.load(small)
@@ -276,42 +276,42 @@ def test_golden_bump(small: Path) -> None:
 
 
 def test_bump_numbers_are_never_reused(seed: Path) -> None:
-    record.bump(seed, "istio", "minor", "one")
-    record.set_status(seed, "istio@12.1", record.Status.DEPRECATED, "broken")
-    entry = record.bump(seed, "istio", "minor", "two")
+    record_edit.bump(seed, "istio", "minor", "one")
+    record_edit.set_status(seed, "istio@12.1", record.Status.DEPRECATED, "broken")
+    entry = record_edit.bump(seed, "istio", "minor", "two")
     assert str(entry.version) == "12.2"
     assert entry.features == record.load(seed).get("istio@12.0").features  # latest *working* one
 
 
 def test_dry_run_writes_nothing(seed: Path) -> None:
     before = digest(seed)
-    entry = record.bump(seed, "istio", "major", "big", dry_run=True)
+    entry = record_edit.bump(seed, "istio", "major", "big", dry_run=True)
     assert str(entry.version) == "13.0"
     assert digest(seed) == before
 
 
 def test_bump_checks_relations(seed: Path) -> None:
     with pytest.raises(RecordError, match=r"based_on.*not in the record"):
-        record.bump(seed, "istio-perf", "minor", "x", based_on="istio@99.0")
+        record_edit.bump(seed, "istio-perf", "minor", "x", based_on="istio@99.0")
     with pytest.raises(VersionError, match="unknown variant"):
-        record.bump(seed, "nope", "minor", "x")
+        record_edit.bump(seed, "nope", "minor", "x")
 
 
 def test_set_status_never_deletes(seed: Path) -> None:
     count = len(record.load(seed).entries)
-    record.set_status(seed, "cilium@2.2", record.Status.TEST_ONLY, "only for the benchmark")
-    record.set_status(seed, "istio@11.7", record.Status.WORKING, "works after all")
+    record_edit.set_status(seed, "cilium@2.2", record.Status.TEST_ONLY, "only for the benchmark")
+    record_edit.set_status(seed, "istio@11.7", record.Status.WORKING, "works after all")
     rec = record.load(seed)
     assert len(rec.entries) == count
     assert rec.get("cilium@2.2").status is record.Status.TEST_ONLY
     assert rec.get("istio@11.7").status is record.Status.WORKING
     with pytest.raises(UsageError, match="needs a reason"):
-        record.set_status(seed, "istio@11.7", record.Status.DEPRECATED, " ")
+        record_edit.set_status(seed, "istio@11.7", record.Status.DEPRECATED, " ")
 
 
 def test_release_provenance_round_trip(seed: Path) -> None:
-    bumped = record.bump(seed, "istio", "minor", "traced router")
-    released = record.add_release(seed, "istio", bumped.version, provenance())
+    bumped = record_edit.bump(seed, "istio", "minor", "traced router")
+    released = record_edit.add_release(seed, "istio", bumped.version, provenance())
     assert released.release == provenance()
     rec = record.load(seed)
     entry = rec.get("istio@12.1")
@@ -320,20 +320,20 @@ def test_release_provenance_round_trip(seed: Path) -> None:
     assert entry.image == "127.0.0.1:5000/hookbuild/istio-proxy:12.1"
     assert rec.find_release("istio", "e" * 64) == entry
     with pytest.raises(RecordError, match="already released"):
-        record.add_release(seed, "istio", "12.1", provenance())
-    record.add_release(seed, "istio", "12.1", provenance(digest="sha256:" + "f" * 64), replace=True)
+        record_edit.add_release(seed, "istio", "12.1", provenance())
+    record_edit.add_release(seed, "istio", "12.1", provenance(digest="sha256:" + "f" * 64), replace=True)
     assert record.load(seed).get("istio@12.1").digest == "sha256:" + "f" * 64
     # a version not recorded yet is added, carrying features of the latest working version
-    added = record.add_release(seed, "istio", "13.0", provenance(inputs_key=None, dirty=True))
+    added = record_edit.add_release(seed, "istio", "13.0", provenance(inputs_key=None, dirty=True))
     assert added.features == entry.features and added.release is not None and added.release.dirty
     tomllib.loads(seed.read_text())
 
 
 def test_provenance_is_validated(seed: Path) -> None:
     with pytest.raises(RecordError, match=r"release\.digest: 'sha256:short' is not a digest"):
-        record.add_release(seed, "istio", "12.0", provenance(digest="sha256:short"))
+        record_edit.add_release(seed, "istio", "12.0", provenance(digest="sha256:short"))
     with pytest.raises(RecordError, match=r"release\.envoy_commit"):
-        record.add_release(seed, "istio", "12.0", provenance(envoy_commit="main"))
+        record_edit.add_release(seed, "istio", "12.0", provenance(envoy_commit="main"))
 
 
 def test_json_view() -> None:
@@ -347,8 +347,8 @@ def test_json_view() -> None:
 BUMPER = """
 import sys
 from pathlib import Path
-from hookbuild import record
-print(record.bump(Path(sys.argv[1]), "istio", "minor", "concurrent " + sys.argv[2]).version)
+from hookbuild import record_edit
+print(record_edit.bump(Path(sys.argv[1]), "istio", "minor", "concurrent " + sys.argv[2]).version)
 """
 
 
@@ -370,17 +370,17 @@ def test_sixteen_concurrent_bumps_lose_nothing(seed: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from hookbuild import record
+from hookbuild import record_edit
 path = Path(sys.argv[1])
 print("ready", flush=True)
 n = 0
 while True:
     n += 1
     if n % 2:
-        record.bump(path, "istio", "minor", "x" * 2000 + str(n))
+        record_edit.bump(path, "istio", "minor", "x" * 2000 + str(n))
     else:
         status = record.Status.TEST_ONLY if n % 4 else record.Status.WORKING
-        record.set_status(path, "cilium@2.2", status, str(n))
+        record_edit.set_status(path, "cilium@2.2", status, str(n))
 """
 
 
@@ -405,7 +405,7 @@ def test_sigkill_mid_write_leaves_old_or_new_file(seed: Path) -> None:
     assert counts == sorted(counts) and counts[-1] > counts[0]
     # the next writer cleans up a killed writer's temp file and takes the lock at once
     started = time.monotonic()
-    record.bump(seed, "cilium", "minor", "after the kills")
+    record_edit.bump(seed, "cilium", "minor", "after the kills")
     assert time.monotonic() - started < 5
     assert not list(seed.parent.glob(".versions.toml.*.tmp"))
 
