@@ -198,7 +198,8 @@ def ensure(client: docker.DockerClient, reference: str, *, auth: Mapping[str, st
         client.images.pull(reference, auth_config=dict(auth) if auth else None)
     except docker.errors.APIError as exc:
         raise ImageError(
-            f"image {reference} is neither on the Docker engine nor pullable: {secrets.redact(str(exc.explanation or exc))}",
+            f"image {reference} is neither on the Docker engine nor pullable: "
+            f"{secrets.redact(str(exc.explanation or exc))}",
             hint=hint,
         ) from exc
 
