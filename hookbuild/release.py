@@ -195,80 +195,25 @@ def release_dir(settings: Settings, versions_file: Path, variant: str, version: 
 
 def plan(request: Request, settings: Settings) -> Plan:
     """Turn a request and settings into a complete plan. Reads files; writes only scratch sample copies."""
-    from hookbuild import workspace
-    from hookbuild.sources import materialize_sample
-
     variant = request.variant
-    validate_registry(settings.registry)
-    if request.stripped and not variant.can_strip:
-        raise UsageError(f"--stripped is not offered by variant {variant.name}", hint="drop --stripped")
-    if request.sample and (request.envoy or request.proxy):
-        raise UsageError("--sample builds the bundled sources", hint="drop --envoy/--proxy, or drop --sample")
-    scratch = settings.dist / "sample" if request.sample else settings.dist
+    _check_request(request, settings)
     versions_file = sample_versions_file(settings) if request.sample else settings.versions_file
     the_record = record.load(versions_file)
     version = request.version or _next_version(the_record, variant.name, request.sample)
-    envoy = proxy = None
-    build = debug_build = None
-    edit = based_on = None
+    envoy = proxy = build = debug_build = edit = based_on = None
     if variant.builds_on:
-        if request.envoy or request.proxy:
-            raise UsageError(
-                f"{variant.name} builds on a recorded release, not on checkouts",
-                hint="drop --envoy/--proxy; choose the release with --based-on",
-            )
         based_on = _based_on(the_record, variant, request.based_on)
         assert based_on.release is not None
         base_image = request.base_image or based_on.release.pinned
     else:
-        if request.based_on:
-            raise UsageError(
-                f"--based-on is for variants that build on a release, not {variant.name}",
-                hint="drop --based-on",
-            )
-        if request.sample:
-            src = scratch / "src" / variant.name
-            examples = settings.root / "examples"
-            envoy = materialize_sample(examples / variant.samples["envoy"], src / "envoy")
-            if variant.needs_proxy:
-                proxy = materialize_sample(examples / variant.samples["proxy"], src / "proxy")
-        else:
-            envoy = _required_path(request.envoy or settings.envoy, "envoy")
-            if variant.needs_proxy:
-                proxy = _required_path(request.proxy or settings.proxy, "proxy")
+        envoy, proxy = _checkouts(request, settings)
         base_image = request.base_image or (
             variant.sample_base_image if request.sample else variant.base_image
         )
-        assert variant.build_system is not None
-        module = import_module(f"hookbuild.buildsys.{variant.build_system}")
-        bazel = BazelOptions(
-            remote_cache=settings.bazel_remote_cache,
-            remote_executor=settings.bazel_remote_executor,
-            disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
-            configs=settings.bazel_configs,
-        )
-        remote_headers()  # a malformed header fails here, before anything runs (and it is masked from now)
-
-        def spec(symbols: bool) -> BuildSpec:
-            assert envoy is not None
-            built = module.spec(
-                BuildInputs(
-                    envoy=envoy,
-                    proxy=proxy,
-                    target=variant.target,
-                    symbols_config=variant.symbols_config,
-                    override=request.envoy_mode is EnvoyMode.OVERRIDE,
-                    bazel=bazel,
-                    workdir=_workdir(variant, envoy),
-                    symbols=symbols,
-                )
-            )
-            assert isinstance(built, BuildSpec)
-            return built
-
-        build = spec(symbols=not request.stripped)
-        debug_build = spec(symbols=True) if request.stripped else None
+        build, debug_build = _build_specs(request, settings, envoy, proxy)
         if proxy is not None:
+            from hookbuild import workspace
+
             workspace.restore_stale(proxy)
             if request.envoy_mode is EnvoyMode.REWRITE:
                 edit = workspace.plan_edit(proxy, envoy_path=build.envoy_path)
@@ -301,6 +246,77 @@ def plan(request: Request, settings: Settings) -> Plan:
         force=request.force,
         registry_user=settings.registry_user,
     )
+
+
+def _check_request(request: Request, settings: Settings) -> None:
+    variant = request.variant
+    validate_registry(settings.registry)
+    if request.stripped and not variant.can_strip:
+        raise UsageError(f"--stripped is not offered by variant {variant.name}", hint="drop --stripped")
+    if request.sample and (request.envoy or request.proxy):
+        raise UsageError("--sample builds the bundled sources", hint="drop --envoy/--proxy, or drop --sample")
+    if variant.builds_on and (request.envoy or request.proxy):
+        raise UsageError(
+            f"{variant.name} builds on a recorded release, not on checkouts",
+            hint="drop --envoy/--proxy; choose the release with --based-on",
+        )
+    if request.based_on and not variant.builds_on:
+        raise UsageError(
+            f"--based-on is for variants that build on a release, not {variant.name}", hint="drop --based-on"
+        )
+    remote_headers()  # a malformed header fails here, before anything runs (and it is masked from now)
+
+
+def _checkouts(request: Request, settings: Settings) -> tuple[Path, Path | None]:
+    """The Envoy and proxy checkouts: given, configured, or fresh copies of the bundled samples."""
+    variant = request.variant
+    if request.sample:
+        from hookbuild.sources import materialize_sample
+
+        src, examples = settings.dist / "sample" / "src" / variant.name, settings.root / "examples"
+        envoy = materialize_sample(examples / variant.samples["envoy"], src / "envoy")
+        proxy = (
+            materialize_sample(examples / variant.samples["proxy"], src / "proxy")
+            if variant.needs_proxy
+            else None
+        )
+        return envoy, proxy
+    envoy = _required_path(request.envoy or settings.envoy, "envoy")
+    proxy = _required_path(request.proxy or settings.proxy, "proxy") if variant.needs_proxy else None
+    return envoy, proxy
+
+
+def _build_specs(
+    request: Request, settings: Settings, envoy: Path, proxy: Path | None
+) -> tuple[BuildSpec, BuildSpec | None]:
+    """The build, and for --stripped the debug build of the same sources whose addresses the scripts use."""
+    variant = request.variant
+    assert variant.build_system is not None
+    module = import_module(f"hookbuild.buildsys.{variant.build_system}")
+    bazel = BazelOptions(
+        remote_cache=settings.bazel_remote_cache,
+        remote_executor=settings.bazel_remote_executor,
+        disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
+        configs=settings.bazel_configs,
+    )
+
+    def spec(symbols: bool) -> BuildSpec:
+        built = module.spec(
+            BuildInputs(
+                envoy=envoy,
+                proxy=proxy,
+                target=variant.target,
+                symbols_config=variant.symbols_config,
+                override=request.envoy_mode is EnvoyMode.OVERRIDE,
+                bazel=bazel,
+                workdir=_workdir(variant, envoy),
+                symbols=symbols,
+            )
+        )
+        assert isinstance(built, BuildSpec)
+        return built
+
+    return spec(symbols=not request.stripped), spec(symbols=True) if request.stripped else None
 
 
 def _workdir(variant: Variant, envoy: Path) -> Path:
