@@ -640,6 +640,8 @@ def _labels(plan: Plan, origin: Origin, info: BinaryInfo, released_at: datetime)
 @contextmanager
 def _context(plan: Plan, scripts: tuple[Path, ...]) -> Iterator[Path]:
     """A minimal build context: the Dockerfile, the binary, the scripts, the variant's extra files."""
+    for stale in plan.dist.glob("hookbuild-context-*"):  # left by a killed run; we hold the release lock
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="hookbuild-context-", dir=plan.dist) as tmp:
         context = Path(tmp)
         shutil.copyfile(plan.dockerfile, context / plan.dockerfile.name)

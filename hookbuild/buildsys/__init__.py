@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -95,7 +96,8 @@ def secret_bazelrc(headers: tuple[str, ...]) -> Iterator[Path | None]:
         return
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    directory = Path(tempfile.mkdtemp(prefix="hookbuild-bazelrc-", dir=base))
+    _sweep_stale_rcs(Path(base or tempfile.gettempdir()))
+    directory = Path(tempfile.mkdtemp(prefix=f"hookbuild-bazelrc-{os.getpid()}-", dir=base))
     rc = directory / SECRET_RC_NAME
     try:
         fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -106,6 +108,14 @@ def secret_bazelrc(headers: tuple[str, ...]) -> Iterator[Path | None]:
     finally:
         rc.unlink(missing_ok=True)
         directory.rmdir()
+
+
+def _sweep_stale_rcs(folder: Path) -> None:
+    """Remove rc folders whose run was killed before it could (their name carries its PID)."""
+    for stale in folder.glob("hookbuild-bazelrc-*-*"):
+        pid = stale.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 @dataclass(frozen=True, kw_only=True)
