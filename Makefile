@@ -12,6 +12,7 @@ setup:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m compileall -q hookbuild tasks.py  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 
 install: $(VENV)/.installed
