@@ -283,6 +283,7 @@ def changelog(
     """The record as Markdown release notes (like the seed's Version Record)."""
     from hookbuild import changelog as notes
     from hookbuild import record
+    from hookbuild.errors import UsageError
 
     with errors_to_exit():
         rec = record.load(_record_path(c, versions_file))
@@ -290,9 +291,6 @@ def changelog(
             rec.variant(variant)
         text = notes.render(rec, variant=variant)
         if output:
-
-            from hookbuild.errors import UsageError
-
             try:
                 Path(output).write_text(text, encoding="utf-8")
             except OSError as exc:
@@ -307,45 +305,17 @@ def changelog(
 
 
 def _binary_info(
-    c: Context,
-    target: str,
-    *,
-    pattern: str,
-    debug_binary: str,
-    versions_file: str | None,
-    cache: bool = True,
+    c: Context, target: str, *, pattern: str, debug_binary: str, versions_file: str | None, cache: bool = True
 ) -> BinaryInfo:
-    """A binary path, or VARIANT@X.Y: the released binary under dist/, else its recorded hookpoints.json."""
-    import json as jsonlib
+    from hookbuild import artifacts, symbols
 
-    from hookbuild import symbols
-    from hookbuild.errors import SymbolError, UsageError
-
-    if not target:
-        raise UsageError("no binary given", hint="invoke symbols PATH|VARIANT@X.Y (invoke --help symbols)")
-    debug = Path(debug_binary) if debug_binary else None
-    cache_dir = symbols.default_cache_dir() if cache else None
-    path = Path(target)
-    if "@" not in target or path.exists():
-        return symbols.read_binary(path, pattern=pattern, debug_binary=debug, cache_dir=cache_dir)
-    from hookbuild import record
-    from hookbuild.release import release_dir
-
-    settings = _settings(c, versions_file=versions_file)
-    record_path = _record_path(c, versions_file)
-    entry = record.load(record_path).get(target)
-    where = release_dir(settings, record_path, entry.variant, entry.version)
-    if (where / "envoy").is_file():
-        return symbols.read_binary(where / "envoy", pattern=pattern, debug_binary=debug, cache_dir=cache_dir)
-    saved = where / "hookpoints.json"
-    if saved.is_file():
-        try:
-            return symbols.BinaryInfo.from_dict(jsonlib.loads(saved.read_text(encoding="utf-8")))
-        except ValueError as exc:
-            raise SymbolError(f"{saved}: invalid JSON ({exc})") from None
-    raise SymbolError(
-        f"{target}: neither {where / 'envoy'} nor {saved} exists on this machine",
-        hint="release it here (invoke release) or pass the binary path",
+    return artifacts.binary_info(
+        target,
+        settings=_settings(c, versions_file=versions_file),
+        versions_file=_record_path(c, versions_file),
+        pattern=pattern,
+        debug_binary=Path(debug_binary) if debug_binary else None,
+        cache_dir=symbols.default_cache_dir() if cache else None,
     )
 
 
@@ -393,7 +363,6 @@ def symbols(
     with errors_to_exit():
         from hookbuild import probes
         from hookbuild import symbols as syms
-        from hookbuild.errors import SymbolError
 
         info = _binary_info(
             c,
@@ -415,17 +384,7 @@ def symbols(
             if result.breaking:
                 raise Exit(code=1)
             return
-        if not info.hookpoints:
-            if info.stripped and not debug_binary:
-                raise SymbolError(
-                    f"{info.path} is stripped (no .symtab) and exports no symbol matching {pattern!r} "
-                    "in .dynsym",
-                    hint="pass --debug-binary with the unstripped build of the same sources",
-                )
-            raise SymbolError(
-                f"no function symbol matching {pattern!r} in {info.path}",
-                hint="check --pattern (a substring of the mangled name)",
-            )
+        syms.require_hookpoints(info)
         for note in info.warnings():
             sys.stderr.write(f"warning: {note}\n")
         written = probes.write_scripts(info, Path(scripts_dir), binary=probe_binary) if scripts_dir else ()
@@ -526,7 +485,7 @@ def trace_script(
     import logging
 
     from hookbuild import logs, record, symbols, trace_all, variants
-    from hookbuild.release import release_dir
+    from hookbuild.artifacts import release_dir
 
     logs.setup()
     with errors_to_exit():

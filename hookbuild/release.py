@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hookbuild import record
+from hookbuild.artifacts import release_dir
 from hookbuild.buildsys import BazelOptions, BuildInputs, BuildSpec, remote_headers
 from hookbuild.config import Settings
 from hookbuild.errors import HookbuildError, RecordError, UsageError
@@ -181,16 +182,6 @@ def sample_versions_file(settings: Settings) -> Path:
         scratch.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(settings.versions_file, scratch)
     return scratch
-
-
-def release_dir(settings: Settings, versions_file: Path, variant: str, version: Version) -> Path:
-    """Where a release's binary, build log and scripts live: dist/<variant>/<version>.
-
-    Releases recorded in the sample scratch record live under dist/sample/ beside that record.
-    """
-    scratch = settings.dist / "sample"
-    sample = versions_file.resolve() == (scratch / "versions.toml").resolve()
-    return (scratch if sample else settings.dist) / variant / str(version)
 
 
 def plan(request: Request, settings: Settings) -> Plan:

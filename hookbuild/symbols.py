@@ -466,6 +466,21 @@ def function_name(demangled: str) -> str:
     return text
 
 
+def require_hookpoints(info: BinaryInfo) -> None:
+    """A binary to trace must show hookpoints: say why not (stripped, or nothing matches the pattern)."""
+    if info.hookpoints:
+        return
+    if info.stripped and info.debug_binary is None:
+        raise SymbolError(
+            f"{info.path} is stripped (no .symtab) and exports no symbol matching {info.pattern!r} in .dynsym",
+            hint="pass --debug-binary with the unstripped build of the same sources",
+        )
+    raise SymbolError(
+        f"no function symbol matching {info.pattern!r} in {info.path}",
+        hint="check --pattern (a substring of the mangled name)",
+    )
+
+
 def diff(old: BinaryInfo, new: BinaryInfo) -> SymbolDiff:
     """What changed for a uprobe script written against `old`'s hookpoints when run on `new`."""
     old_by_name = {h.name: h for h in old.hookpoints}
