@@ -72,7 +72,8 @@ def load(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     root = find_root(root)
-    merged: dict[str, Any] = {}
+    # Default paths are the project's too, never the current directory's.
+    merged: dict[str, Any] = {"versions_file": "versions.toml", "dist": "dist"}
     for source in (_pyproject(root), invoke_config or {}, _from_env(os.environ if env is None else env)):
         merged.update(source)
     merged.update({key: value for key, value in (overrides or {}).items() if value not in (None, "", ())})
