@@ -114,29 +114,8 @@ def test_restored_after_a_failed_build(tmp_path: Path) -> None:
     assert sorted(p.name for p in proxy.iterdir()) == [".git", "WORKSPACE"]
 
 
-def test_killed_run_is_restored_by_the_next(tmp_path: Path) -> None:
-    proxy = checkout(tmp_path, "istio-1.26.WORKSPACE")
-    before = digest(proxy / "WORKSPACE")
-    script = textwrap.dedent(f"""
-        import time
-        from pathlib import Path
-        from hookbuild.workspace import local_envoy, plan_edit
-        proxy = Path({str(proxy)!r})
-        with local_envoy(proxy, plan_edit(proxy)):
-            print("edited", flush=True)
-            time.sleep(60)
-    """)
-    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "edited"
-        os.kill(proc.pid, signal.SIGKILL)
-    assert digest(proxy / "WORKSPACE") != before
-    assert restore_stale(proxy) == [proxy / "WORKSPACE"]
-    assert digest(proxy / "WORKSPACE") == before
-
-
-def test_sigint_restores(tmp_path: Path) -> None:
-    proxy = checkout(tmp_path, "cilium.WORKSPACE", git=False)
-    before = digest(proxy / "WORKSPACE")
+def _while_edited(proxy: Path, stop: signal.Signals) -> None:
+    """A real process holds the edit (as a build would) until it gets `stop`."""
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
@@ -151,8 +130,23 @@ def test_sigint_restores(tmp_path: Path) -> None:
     ) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "edited"
         time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        os.kill(proc.pid, stop)
         proc.wait(timeout=10)
+
+
+def test_killed_run_is_restored_by_the_next(tmp_path: Path) -> None:
+    proxy = checkout(tmp_path, "istio-1.26.WORKSPACE")
+    before = digest(proxy / "WORKSPACE")
+    _while_edited(proxy, signal.SIGKILL)
+    assert digest(proxy / "WORKSPACE") != before
+    assert restore_stale(proxy) == [proxy / "WORKSPACE"]
+    assert digest(proxy / "WORKSPACE") == before
+
+
+def test_sigint_restores(tmp_path: Path) -> None:
+    proxy = checkout(tmp_path, "cilium.WORKSPACE", git=False)
+    before = digest(proxy / "WORKSPACE")
+    _while_edited(proxy, signal.SIGINT)
     assert digest(proxy / "WORKSPACE") == before
     assert sorted(p.name for p in proxy.iterdir()) == ["WORKSPACE"]
 
