@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import git
 import pytest
-from conftest import ROOT, run_invoke
+from conftest import ROOT, Ran, run_invoke
 
 from hookbuild import config, images, symbols, variants
 from hookbuild.release import EnvoyMode, Request, plan
@@ -37,6 +37,15 @@ def sample_repo(tmp_path: Path, name: str) -> Path:
     repo.git.commit(m="sample", author="t <t@example.invalid>")
     repo.close()
     return dest
+
+
+def release_checkouts(tmp_path: Path, envoy: Path, proxy: Path, versions: Path, *extra: str) -> Ran:
+    """`invoke release` of istio 13.0 from real checkouts onto the sample base image."""
+    return run_invoke(
+        "release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
+        "--base-image", "hookbuild-sample/proxyv2:sample", "--versions-file", str(versions), *extra,
+        env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
+    )  # fmt: skip
 
 
 def empty_record(tmp_path: Path) -> Path:
@@ -150,25 +159,7 @@ def test_override_mode_edits_no_file(tmp_path: Path, docker_client: docker.Docke
     envoy, proxy = sample_repo(tmp_path, "envoy"), sample_repo(tmp_path, "proxy")
     workspace = digest_of(proxy / "WORKSPACE")
     versions = empty_record(tmp_path)
-    ran = run_invoke(
-        "release",
-        "--variant",
-        "istio",
-        "--version",
-        "13.0",
-        "--envoy",
-        str(envoy),
-        "--proxy",
-        str(proxy),
-        "--envoy-mode",
-        "override",
-        "--base-image",
-        "hookbuild-sample/proxyv2:sample",
-        "--versions-file",
-        str(versions),
-        "--json",
-        env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
-    )
+    ran = release_checkouts(tmp_path, envoy, proxy, versions, "--envoy-mode", "override", "--json")
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert digest_of(proxy / "WORKSPACE") == workspace
     assert (
@@ -189,20 +180,7 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
     versions = tmp_path / "versions.toml"
     shutil.copyfile(ROOT / "versions.toml", versions)
     record_before = digest_of(versions)
-    ran = run_invoke(
-        "release",
-        "--version",
-        "13.0",
-        "--envoy",
-        str(envoy),
-        "--proxy",
-        str(proxy),
-        "--base-image",
-        "hookbuild-sample/proxyv2:sample",
-        "--versions-file",
-        str(versions),
-        env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
-    )
+    ran = release_checkouts(tmp_path, envoy, proxy, versions)
     assert ran.returncode == 1
     error_lines = [line for line in ran.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "the build failed" in error_lines[0] and "build.log" in error_lines[0]
@@ -245,16 +223,6 @@ def test_dirty_sources_are_refused(tmp_path: Path) -> None:
     (envoy / "scratch.txt").write_text("uncommitted")
     versions = tmp_path / "versions.toml"
     shutil.copyfile(ROOT / "versions.toml", versions)
-    ran = run_invoke(
-        "release",
-        "--version",
-        "13.0",
-        "--envoy",
-        str(envoy),
-        "--proxy",
-        str(proxy),
-        "--versions-file",
-        str(versions),
-    )
+    ran = release_checkouts(tmp_path, envoy, proxy, versions)
     assert ran.returncode == 1
     assert "uncommitted changes in envoy" in ran.stderr and "--allow-dirty" in ran.stderr
