@@ -319,6 +319,26 @@ def push(
     return digest
 
 
+def require_pushed(
+    client: docker.DockerClient, ref: ImageRef, digest: str, *, auth: Mapping[str, str] | None
+) -> None:
+    """Ask the registry what the tag holds now: the release is recorded only if it is what we pushed."""
+    import docker.errors
+
+    try:
+        held = client.images.get_registry_data(str(ref), auth_config=dict(auth) if auth else None).id
+    except docker.errors.APIError as exc:
+        raise ImageError(
+            f"cannot read back {ref} from the registry after the push: {secrets.redact(str(exc.explanation or exc))}",
+            hint="check the registry; nothing was recorded",
+        ) from exc
+    if held != digest:
+        raise ImageError(
+            f"{ref} holds {held} right after hookbuild pushed {digest}: another push raced this one",
+            hint="release again; nothing was recorded",
+        )
+
+
 def _push_hint(error: str) -> str:
     lowered = error.lower()
     if "unauthorized" in lowered or "authentication" in lowered or "denied" in lowered:

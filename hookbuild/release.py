@@ -152,7 +152,8 @@ class Plan:
             steps.append(f"check: run `{' '.join(self.variant.check_command)}` in the image")
         return [
             *steps,
-            f"push: {self.image} (credentials from HOOKBUILD_REGISTRY_* or the Docker config)",
+            f"push: {self.image} (credentials from HOOKBUILD_REGISTRY_* or the Docker config), "
+            "then read the tag's digest back from the registry",
             f"record: {self.variant.name}@{self.version} with its digest into {self.versions_file}",
         ]
 
@@ -516,6 +517,7 @@ def _execute(plan: Plan, *, client: docker.DockerClient | None, now: Callable[[]
             images.check(client, image_id, plan.variant.check_command)
     with _stage("push", durations), images.tagged(client, image_id, plan.image, keep=lambda: pushed):
         digest = images.push(client, plan.image, auth=auth, on_progress=_ProgressLog().line)
+        images.require_pushed(client, plan.image, digest, auth=auth)  # converged? only then record
         with _stage("record", durations):
             provenance = record.Provenance(
                 image=str(plan.image),
