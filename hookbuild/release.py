@@ -191,7 +191,7 @@ def plan(request: Request, settings: Settings) -> Plan:
     _check_request(request, settings)
     versions_file = sample_versions_file(settings) if request.sample else settings.versions_file
     the_record = record.load(versions_file)
-    version = request.version or _next_version(the_record, variant.name, request.sample)
+    version = request.version or _next_version(settings.versions_file, variant.name, request.sample)
     envoy = proxy = build = debug_build = edit = based_on = None
     if variant.builds_on:
         based_on = _based_on(the_record, variant, request.based_on)
@@ -330,10 +330,11 @@ def _required_path(path: Path | None, role: str) -> Path:
     return path.expanduser().resolve()
 
 
-def _next_version(the_record: record.Record, variant: str, sample: bool) -> Version:
+def _next_version(versions_file: Path, variant: str, sample: bool) -> Version:
+    """A sample release defaults to the real record's next minor, so running the demo again is a retry."""
     if not sample:
         raise UsageError("no --version given", hint="pass --version MAJOR.MINOR (see `invoke bump`)")
-    return the_record.next_version(variant, "minor")
+    return record.load(versions_file).next_version(variant, "minor")
 
 
 def _based_on(the_record: record.Record, variant: Variant, ref: str | None) -> record.Entry:
