@@ -94,7 +94,7 @@ def bpftrace_script(
     if unsafe:
         lines.append(" *   Stripped binary: hookpoints are probed by file offset, which needs --unsafe.")
     lines += [
-        f" * Binary: {binary} (from the node: /proc/<pid>/root{DEFAULT_BINARY}).",
+        f" * Binary: {binary} (from the node: /proc/<pid>/root followed by its path in the image).",
         " * Prints @hits[<mangled name>]: <count> on exit (Ctrl-C).",
         " */",
         "",
