@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ast
 import os
-import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from bpf import count_hits
 from elf_samples import Samples
 
 from hookbuild import probes, symbols
@@ -19,49 +18,24 @@ CALLS = 1000
 EXPECTED = {"hookpoint_c": CALLS // 2, "_Z13hookpointDeadv": 0}
 
 
-def _bpftrace_ready() -> str:
-    tool = shutil.which("bpftrace")
-    if tool is None or os.geteuid() != 0:
-        pytest.fail("bpftrace (as root) is needed: run scripts/setup.sh")
-    if not os.path.ismount("/sys/kernel/tracing"):
-        subprocess.run(["mount", "-t", "tracefs", "tracefs", "/sys/kernel/tracing"], check=False)
-    return tool
-
-
-def _trace(tool: str, binary: Path, script: Path, *, unsafe: bool) -> dict[str, int]:
-    driver = subprocess.Popen(
+def _trace(binary: Path, script: Path, *, unsafe: bool) -> dict[str, int]:
+    """The driver calls its hookpoints CALLS times once it reads a byte: all of them while traced."""
+    with subprocess.Popen(
         [str(binary), str(CALLS), "wait"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
-    )
-    tracer = subprocess.Popen(
-        [tool, *(["--unsafe"] if unsafe else []), str(script), str(driver.pid)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert tracer.stdout is not None and driver.stdin is not None
-        seen = []
-        for line in tracer.stdout:  # bpftrace prints our BEGIN line once every probe is attached
-            seen.append(line)
-            if line.startswith("hookbuild: tracing"):
-                break
-        else:
-            pytest.fail(
-                f"bpftrace did not start: {''.join(seen)} {tracer.stderr.read() if tracer.stderr else ''}"
-            )
-        driver.stdin.write(b"g")
-        driver.stdin.close()
-        assert driver.wait(timeout=30) == 0
-        tracer.send_signal(2)
-        out, err = tracer.communicate(timeout=30)
-    finally:
-        for proc in (driver, tracer):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    hits = {m[1]: int(m[2]) for m in re.finditer(r"^@hits\[(.*)\]: (\d+)$", out, re.M)}
-    assert hits, f"no counts from bpftrace: {out} {err}"
-    return hits
+    ) as driver:
+        assert driver.stdin is not None
+
+        def run_driver() -> None:
+            assert driver.stdin is not None
+            driver.stdin.write(b"g")
+            driver.stdin.close()
+            assert driver.wait(timeout=30) == 0
+
+        try:
+            return count_hits(script, driver.pid, unsafe=unsafe, while_attached=run_driver)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
 
 
 def _expected(info: symbols.BinaryInfo) -> dict[str, int]:
@@ -70,24 +44,22 @@ def _expected(info: symbols.BinaryInfo) -> dict[str, int]:
 
 @pytest.mark.bpf
 def test_bpftrace_counts_every_hookpoint_by_name(samples: Samples, tmp_path: Path) -> None:
-    tool = _bpftrace_ready()
     info = symbols.read_binary(samples.lld)
     script = tmp_path / "trace.bt"
     script.write_text(probes.bpftrace_script(info, binary=str(samples.lld)))
     assert not probes.needs_unsafe(info)
-    assert _trace(tool, samples.lld, script, unsafe=False) == _expected(info)
+    assert _trace(samples.lld, script, unsafe=False) == _expected(info)
 
 
 @pytest.mark.bpf
 def test_bpftrace_stripped_binary_by_offset(samples: Samples, tmp_path: Path) -> None:
-    tool = _bpftrace_ready()
     info = symbols.read_binary(samples.stripped, debug_binary=samples.lld)
     text = probes.bpftrace_script(info, binary=str(samples.stripped))
     assert probes.needs_unsafe(info) and "--unsafe" in text
     assert f":{info.hookpoints[0].file_offset:#x} " in text  # LLD PIE: offset != address
     script = tmp_path / "trace.bt"
     script.write_text(text)
-    assert _trace(tool, samples.stripped, script, unsafe=True) == _expected(info)
+    assert _trace(samples.stripped, script, unsafe=True) == _expected(info)
 
 
 def _attach_calls(source: str) -> list[dict[str, object]]:

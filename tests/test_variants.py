@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import docker
 import pytest
+from bpf import count_hits
 from conftest import run_invoke
 from test_remote_cache import envoy_build_dir
 
@@ -46,36 +44,15 @@ def traced_hits(
     binary: Path, script: Path, image_path: str, tmp_path: Path, *, unsafe: bool
 ) -> dict[str, int]:
     """Run the shipped bpftrace script (pointed at `binary` instead of its path in the image) for real."""
-    tool = shutil.which("bpftrace")
-    if tool is None:
-        pytest.fail("bpftrace is needed: run scripts/setup.sh")
     local = tmp_path / script.name
     local.write_text(script.read_text().replace(f"uprobe:{image_path}:", f"uprobe:{binary}:"))
-    envoy = subprocess.Popen(
+    with subprocess.Popen(
         [str(binary), "--iterations", "0", "--interval-ms", "2"], stdout=subprocess.DEVNULL
-    )
-    tracer = subprocess.Popen(
-        [tool, *(["--unsafe"] if unsafe else []), str(local), str(envoy.pid)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert tracer.stdout is not None
-        for line in tracer.stdout:
-            if line.startswith("hookbuild: tracing"):
-                break
-        else:
-            pytest.fail(f"bpftrace did not start: {tracer.stderr.read() if tracer.stderr else ''}")
-        time.sleep(1)
-        tracer.send_signal(signal.SIGINT)
-        out, _ = tracer.communicate(timeout=30)
-    finally:
-        for proc in (envoy, tracer):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-    return {m[1]: int(m[2]) for m in re.finditer(r"^@hits\[(.*)\]: (\d+)$", out, re.M)}
+    ) as envoy:
+        try:
+            return count_hits(local, envoy.pid, unsafe=unsafe, while_attached=lambda: time.sleep(1))
+        finally:
+            envoy.kill()
 
 
 def test_envoy_variant_from_envoys_ci_scripts(
