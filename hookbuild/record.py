@@ -232,13 +232,6 @@ class Record:
             if feature in entry.features and (include_all or entry.status is not Status.DEPRECATED)
         )
 
-    def find_release(self, variant: str, inputs_key: str) -> Entry | None:
-        """The entry already released from the same inputs (idempotent CI retries), if any."""
-        for entry in self.of(variant):
-            if entry.release is not None and entry.release.inputs_key == inputs_key:
-                return entry
-        return None
-
     def next_version(self, variant: str, part: str) -> Version:
         """The version after the highest one ever recorded (any status: numbers are never reused)."""
         entries = self.of(variant)

@@ -9,16 +9,18 @@ def select(
     record: Record, *, variant: str | None = None, include_all: bool = False, supports: str | None = None
 ) -> tuple[Entry, ...]:
     """Entries to list, newest first per variant; deprecated ones only with include_all."""
-    names = [variant] if variant else list(record.variants())
-    chosen: list[Entry] = []
-    for name in names:
-        for entry in record.of(name):
-            if entry.status is Status.DEPRECATED and not include_all:
-                continue
-            if supports is not None and supports not in entry.features:
-                continue
-            chosen.append(entry)
-    return tuple(chosen)
+    if variant:
+        record.variant(variant)  # an unknown variant is an error, not an empty list
+    if supports is not None:
+        chosen = record.supporting(supports, include_all=include_all)
+    else:
+        chosen = tuple(
+            entry
+            for name in record.variants()
+            for entry in record.of(name)
+            if include_all or entry.status is not Status.DEPRECATED
+        )
+    return tuple(entry for entry in chosen if variant in (None, entry.variant))
 
 
 def table(entries: tuple[Entry, ...], *, title: str = "versions") -> None:

@@ -318,7 +318,6 @@ def test_release_provenance_round_trip(seed: Path) -> None:
     assert entry.release == provenance()
     assert entry.reference == "127.0.0.1:5000/hookbuild/istio-proxy@sha256:" + "a" * 64
     assert entry.image == "127.0.0.1:5000/hookbuild/istio-proxy:12.1"
-    assert rec.find_release("istio", "e" * 64) == entry
     with pytest.raises(RecordError, match="already released"):
         record_edit.add_release(seed, "istio", "12.1", provenance())
     record_edit.add_release(seed, "istio", "12.1", provenance(digest="sha256:" + "f" * 64), replace=True)
