@@ -62,10 +62,6 @@ class WorkspaceError(HookbuildError):
     """The proxy checkout's WORKSPACE cannot be rewritten (no envoy rule, several, syntax error)."""
 
 
-class BuildError(HookbuildError):
-    """The Envoy build failed."""
-
-
 class OutputError(HookbuildError):
     """The built binary cannot be located (dangling bazel-bin, missing volume, no file)."""
 

@@ -151,10 +151,6 @@ class Entry:
         return f"{self.variant}@{self.version}"
 
     @property
-    def deprecated_reason(self) -> str | None:
-        return self.status_reason if self.status is Status.DEPRECATED else None
-
-    @property
     def digest(self) -> str | None:
         return self.release.digest if self.release else None
 
