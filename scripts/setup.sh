@@ -108,6 +108,18 @@ wait_for() { # seconds description command...
 if docker info >/dev/null 2>&1; then
     ok "dockerd" "running"
 else
+    # A dockerd that was killed (as every session's processes are, before CI) leaves its pid files behind,
+    # and a new one refuses to start over them: remove those whose process is gone.
+    for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+        if [[ -f "${pidfile}" ]]; then
+            pid="$(cat "${pidfile}" 2>/dev/null || true)"
+            comm="$(cat "/proc/${pid:-0}/comm" 2>/dev/null || true)"
+            if [[ "${comm}" != dockerd && "${comm}" != containerd ]]; then
+                say "removing stale ${pidfile}"
+                rm -f "${pidfile}"
+            fi
+        fi
+    done
     say "starting dockerd (log: /var/log/hookbuild-dockerd.log)"
     nohup setsid dockerd >>/var/log/hookbuild-dockerd.log 2>&1 </dev/null &
     wait_for 30 dockerd docker info || die "dockerd did not answer within 30 s; see /var/log/hookbuild-dockerd.log"
