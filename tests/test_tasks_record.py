@@ -82,40 +82,13 @@ def test_broken_record_is_one_error_line(seed: Path) -> None:
 
 
 def test_bump_deprecate_changelog(seed: Path) -> None:
-    ran = run_invoke(
-        "bump",
-        "--variant",
-        "istio",
-        "--minor",
-        "--summary",
-        "Trace the router",
-        "--feature",
-        "perf",
-        "--feature",
-        "grpc",
-        "--package",
-        "bpftrace",
-        "--dry-run",
-        "--versions-file",
-        str(seed),
-    )
+    bump = (
+        "bump", "--variant", "istio", "--minor", "--summary", "Trace the router",
+        "--feature", "perf", "--feature", "grpc", "--package", "bpftrace", "--versions-file", str(seed),
+    )  # fmt: skip
+    ran = run_invoke(*bump, "--dry-run")
     assert ran.stdout == "12.1\n" and record.load(seed).find("istio", "12.1") is None
-    ran = run_invoke(
-        "bump",
-        "--variant",
-        "istio",
-        "--minor",
-        "--summary",
-        "Trace the router",
-        "--feature",
-        "perf",
-        "--feature",
-        "grpc",
-        "--package",
-        "bpftrace",
-        "--versions-file",
-        str(seed),
-    )
+    ran = run_invoke(*bump)
     assert ran.returncode == 0 and ran.stdout == "12.1\n", ran.stderr
     entry = record.load(seed).get("istio@12.1")
     assert entry.features == ("perf", "grpc") and entry.packages == ("bpftrace",)
