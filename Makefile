@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INVOKE := $(VENV)/bin/invoke
 
-.PHONY: setup install demo test lint bench clean
+.PHONY: setup install demo test test-fast lint bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -23,7 +23,13 @@ demo: setup install
 
 lint: install
 	$(VENV)/bin/ruff check hookbuild tasks.py tests benchmarks scripts
+	$(VENV)/bin/ruff format --check hookbuild tasks.py tests benchmarks scripts
 	$(VENV)/bin/mypy
+
+# The developer's loop: in-process tests, no Docker, Bazel, registry or bpftrace (see tests/README.md).
+test-fast: install
+	$(VENV)/bin/ruff check hookbuild tasks.py tests benchmarks scripts
+	$(PY) -m pytest -m "not docker and not registry and not bazel and not bpf and not slow" -q
 
 test: setup install lint
 	$(PY) -m pytest

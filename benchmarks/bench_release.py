@@ -108,7 +108,9 @@ def main() -> None:
     retry_median = statistics.median(elapsed for elapsed, _ in retries)
     release_ratio = hookbuild_median / raw_median
     retry_ratio = retry_median / first
-    reused = all(r["reused"] and "build" not in r["durations"] and "push" not in r["durations"] for _, r in retries)
+    reused = all(
+        r["reused"] and "build" not in r["durations"] and "push" not in r["durations"] for _, r in retries
+    )
     print(f"{'':34}{'median s':>10}{'runs':>6}")
     print(f"{'raw commands (seed, by hand)':34}{raw_median:>10.2f}{runs:>6}")
     print(f"{'invoke release --sample':34}{hookbuild_median:>10.2f}{runs:>6}")

@@ -132,8 +132,10 @@ def main() -> None:
     for label, rss in ((COLD, rss_cold), (WARM, rss_warm)):
         ratio = nm_med / statistics.median(times[label])
         verdict = "meets" if ratio >= 10 and rss < 200 else "MISSES"
-        print(f"{label}: {ratio:4.1f}x faster than nm|grep, peak RSS {rss:.0f} MB -> {verdict} the goal "
-              "(>= 10x, < 200 MB)")
+        print(
+            f"{label}: {ratio:4.1f}x faster than nm|grep, peak RSS {rss:.0f} MB -> {verdict} the goal "
+            "(>= 10x, < 200 MB)"
+        )
     floor = nm_med / statistics.median(times["invoke --list (floor)"])
     print(f"ceiling set by invoke's own start-up (invoke --list): {floor:.1f}x")
     print(f"results identical to nm (cold and warm): {len(nm_set)} hookpoints")

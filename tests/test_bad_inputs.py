@@ -552,8 +552,8 @@ RESOLVE = """
 import sys, docker
 from pathlib import Path
 from invoke.exceptions import Exit
-from hookbuild import outputs
-from hookbuild.cli import errors_to_exit
+from hookbuild.build import outputs
+from hookbuild.cli.output import errors_to_exit
 try:
     with errors_to_exit():
         outputs.resolve_link(Path(sys.argv[1]), client=docker.from_env(), volume="hookbuild-no-such-volume")

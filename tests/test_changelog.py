@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hookbuild import changelog, record, record_edit
+from hookbuild import record
+from hookbuild.record import changelog
+from hookbuild.record import edit as record_edit
 
 SEED = Path(__file__).resolve().parent.parent / "versions.toml"
 

@@ -19,7 +19,9 @@ def project(tmp_path: Path, tool_table: str) -> Path:
 
 
 def test_later_layers_win(tmp_path: Path) -> None:
-    root = project(tmp_path, 'registry = "pyproject.example:5000"\nnamespace = "from-pyproject"\ndist = "out"\n')
+    root = project(
+        tmp_path, 'registry = "pyproject.example:5000"\nnamespace = "from-pyproject"\ndist = "out"\n'
+    )
     settings = config.load(
         root,
         invoke_config={"namespace": "from-invoke-yaml", "registry": "yaml.example:5000"},
@@ -49,12 +51,16 @@ def test_invoke_yaml_and_env_reach_the_cli(tmp_path: Path) -> None:
     """A checkout with an invoke.yaml: `invoke release --dry-run` plans with its registry, env beats it."""
     checkout = tmp_path / "checkout"
     shutil.copytree(
-        ROOT, checkout, ignore=shutil.ignore_patterns(".venv", ".git", "dist", "*.lock", "__pycache__", "bazel-*")
+        ROOT,
+        checkout,
+        ignore=shutil.ignore_patterns(".venv", ".git", "dist", "*.lock", "__pycache__", "bazel-*"),
     )
     (checkout / "invoke.yaml").write_text("hookbuild:\n  registry: registry.yaml.example:5000\n")
     env = {"HOOKBUILD_DIST": str(tmp_path / "dist")}
     ran = run_invoke("release", "--sample", "--dry-run", cwd=checkout, env=env)
     assert ran.returncode == 0, ran.stderr
     assert "registry.yaml.example:5000/hookbuild/istio-proxy:" in ran.stdout
-    ran = run_invoke("release", "--sample", "--dry-run", cwd=checkout, env={**env, "HOOKBUILD_REGISTRY": "env:5000"})
+    ran = run_invoke(
+        "release", "--sample", "--dry-run", cwd=checkout, env={**env, "HOOKBUILD_REGISTRY": "env:5000"}
+    )
     assert "env:5000/hookbuild/istio-proxy:" in ran.stdout

@@ -9,7 +9,7 @@ from elf_samples import Samples, load_segments, nm_hookpoints
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hookbuild import elf
+from hookbuild.binary import elf
 from hookbuild.errors import SymbolError
 
 

@@ -20,10 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hookbuild import inject, record
+from hookbuild import record
+from hookbuild.build.workspace import local_envoy, plan_edit
+from hookbuild.cluster import inject
 from hookbuild.errors import InjectError, RecordError, VersionError, WorkspaceError
 from hookbuild.version import Version
-from hookbuild.workspace import local_envoy, plan_edit
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"

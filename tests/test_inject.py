@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from hookbuild import inject
+from hookbuild.cluster import inject
 from hookbuild.errors import InjectError
 
 MANIFESTS = Path(__file__).parent / "data" / "manifests"
@@ -246,9 +246,14 @@ def test_annotation_only_sets_the_proxy_image_and_nothing_else() -> None:
     for document in documents(result.text):
         if document["kind"] not in inject.WORKLOAD_KINDS:
             continue
-        metadata = document["metadata"] if document["kind"] == "Pod" else (
-            document["spec"]["jobTemplate"]["spec"]["template"]["metadata"] if document["kind"] == "CronJob"
-            else document["spec"]["template"]["metadata"]
+        metadata = (
+            document["metadata"]
+            if document["kind"] == "Pod"
+            else (
+                document["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
+                if document["kind"] == "CronJob"
+                else document["spec"]["template"]["metadata"]
+            )
         )
         assert metadata["annotations"][inject.PROXY_IMAGE_ANNOTATION] == IMAGE.reference
         assert all(c["name"] != "istio-proxy" for c in pod_spec(document)["containers"])
@@ -424,11 +429,19 @@ def wrap(kind: str, template: dict[str, Any]) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "Pod", **head, "spec": template["spec"]}
     if kind == "CronJob":
         job = {"template": {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}}
-        return {"apiVersion": "batch/v1", "kind": kind, **head,
-                "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": job}}}
+        return {
+            "apiVersion": "batch/v1",
+            "kind": kind,
+            **head,
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": job}},
+        }
     if kind == "Job":
-        return {"apiVersion": "batch/v1", "kind": kind, **head,
-                "spec": {"template": {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}}}
+        return {
+            "apiVersion": "batch/v1",
+            "kind": kind,
+            **head,
+            "spec": {"template": {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}},
+        }
     spec: dict[str, Any] = {"selector": {"matchLabels": {"app": "generated"}}, "template": template}
     if kind == "StatefulSet":
         spec["serviceName"] = "generated"
@@ -471,7 +484,10 @@ def test_task_reads_stdin_writes_stdout(versions: Path) -> None:
     proc = subprocess.run(
         [str(INVOKE), "inject", "--release", "istio@12.0", "--versions-file", str(versions)],
         input=(MANIFESTS / "bookinfo.yaml").read_text(),
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (GOLDEN / "bookinfo.sidecar.yaml").read_text()
@@ -480,8 +496,17 @@ def test_task_reads_stdin_writes_stdout(versions: Path) -> None:
 
 def test_task_file_to_file_pinned(versions: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.yaml"
-    ran = run_invoke("inject", "-r", "istio@12.0", "-f", str(MANIFESTS / "platform.yaml"), "-o", str(out),
-                     "--versions-file", str(versions))
+    ran = run_invoke(
+        "inject",
+        "-r",
+        "istio@12.0",
+        "-f",
+        str(MANIFESTS / "platform.yaml"),
+        "-o",
+        str(out),
+        "--versions-file",
+        str(versions),
+    )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == ""
     assert out.read_text() == (GOLDEN / "platform.sidecar.yaml").read_text()
@@ -489,8 +514,18 @@ def test_task_file_to_file_pinned(versions: Path, tmp_path: Path) -> None:
 
 def test_task_tag_only_release(versions: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.yaml"
-    ran = run_invoke("inject", "-r", "istio@11.8", "-f", str(MANIFESTS / "seed-sidecar.yaml"), "-o", str(out),
-                     "--annotation-only", "--versions-file", str(versions))
+    ran = run_invoke(
+        "inject",
+        "-r",
+        "istio@11.8",
+        "-f",
+        str(MANIFESTS / "seed-sidecar.yaml"),
+        "-o",
+        str(out),
+        "--annotation-only",
+        "--versions-file",
+        str(versions),
+    )
     assert ran.returncode == 0, ran.stderr
     assert "sidecar.istio.io/proxyImage: docker.io/someuser/custom-istio:11.8" in out.read_text()
     assert ran.stderr.count("no digest") == 1
@@ -507,15 +542,20 @@ def test_task_tag_only_release(versions: Path, tmp_path: Path) -> None:
         (["-f", "-"], "apiVersion: v1\nkind: Service\n", 1, r"^error: <stdin>: no workloads"),
     ],
 )
-def test_task_errors_are_one_line(versions: Path, args: list[str], stdin_text: str | None, code: int,
-                                  match: str) -> None:
+def test_task_errors_are_one_line(
+    versions: Path, args: list[str], stdin_text: str | None, code: int, match: str
+) -> None:
     if "-r" not in args:
         args = [*args, "-r", "istio@12.0"]
     if "-f" not in args:
         args = [*args, "-f", str(MANIFESTS / "bookinfo.yaml")]
     proc = subprocess.run(
         [str(INVOKE), "inject", *args, "--versions-file", str(versions)],
-        input=stdin_text or "", capture_output=True, text=True, cwd=ROOT, check=False,
+        input=stdin_text or "",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -525,7 +565,14 @@ def test_task_errors_are_one_line(versions: Path, args: list[str], stdin_text: s
 
 
 def test_task_missing_record_is_a_record_error(tmp_path: Path) -> None:
-    ran = run_invoke("inject", "-r", "istio@12.0", "-f", str(MANIFESTS / "bookinfo.yaml"),
-                     "--versions-file", str(tmp_path / "none.toml"))
+    ran = run_invoke(
+        "inject",
+        "-r",
+        "istio@12.0",
+        "-f",
+        str(MANIFESTS / "bookinfo.yaml"),
+        "--versions-file",
+        str(tmp_path / "none.toml"),
+    )
     assert ran.returncode == 1
     assert ran.stderr.startswith("error: version record") and "does not exist" in ran.stderr

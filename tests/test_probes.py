@@ -11,7 +11,8 @@ import pytest
 from bpf import count_hits
 from elf_samples import Samples
 
-from hookbuild import probes, symbols
+from hookbuild.binary import symbols
+from hookbuild.probes import scripts as probes
 
 CALLS = 1000
 # main() calls each hookpoint CALLS times, hookpoint_c every other iteration, hookpointDead's calls are gone.

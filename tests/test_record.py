@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from hookbuild import record, record_edit
+from hookbuild import record
 from hookbuild.errors import RecordError, UsageError, VersionError
+from hookbuild.record import edit as record_edit
 from hookbuild.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,7 +265,8 @@ def test_a_failing_change_leaves_the_file_untouched(small: Path) -> None:
 def test_golden_bump(small: Path) -> None:
     assert str(record_edit.bump(small, "istio", "minor", "Trace the router").version) == "12.1"
     assert (
-        str(record_edit.bump(small, "cilium", "major", "Cilium 3", features=["symbols", "perf"]).version) == "3.0"
+        str(record_edit.bump(small, "cilium", "major", "Cilium 3", features=["symbols", "perf"]).version)
+        == "3.0"
     )
     assert str(record_edit.bump(small, "envoy", "major", "First plain Envoy").version) == "1.0"
     record_edit.set_status(small, "istio@11.8", record.Status.DEPRECATED, "superseded by 12.0")
@@ -346,7 +348,7 @@ def test_json_view() -> None:
 BUMPER = """
 import sys
 from pathlib import Path
-from hookbuild import record_edit
+from hookbuild.record import edit as record_edit
 print(record_edit.bump(Path(sys.argv[1]), "istio", "minor", "concurrent " + sys.argv[2]).version)
 """
 
@@ -369,7 +371,7 @@ def test_sixteen_concurrent_bumps_lose_nothing(seed: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from hookbuild import record_edit
+from hookbuild.record import edit as record_edit
 path = Path(sys.argv[1])
 print("ready", flush=True)
 n = 0

@@ -13,8 +13,12 @@ import git
 import pytest
 from conftest import ROOT, Ran, run_invoke
 
-from hookbuild import config, images, symbols, variants
-from hookbuild.release import EnvoyMode, Request, plan
+from hookbuild import config, variants
+from hookbuild.binary import symbols
+from hookbuild.images import engine
+from hookbuild.release.plan import plan
+from hookbuild.release.request import EnvoyMode, Request
+from hookbuild.release.stages import steps
 from hookbuild.version import Version
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
@@ -72,7 +76,7 @@ def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> N
         Request(variant=variants.get("istio"), version=Version(12, 1), envoy=None, proxy=None, sample=True),
         settings,
     )
-    steps = "\n".join(release_plan.steps())
+    steps = "\n".join(steps(release_plan))
     assert "make build_envoy BUILD_WITH_CONTAINER=1" in steps
     assert "BAZEL_CONFIG_REL=--config=release-symbol" in steps
     assert f"{REGISTRY}/hookbuild/istio-proxy:12.1" in steps
@@ -118,7 +122,7 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
     assert registry_data.id == result["digest"]
     docker_client.images.remove(result["image"], noprune=True)
     docker_client.images.pull(f"{REGISTRY}/hookbuild/istio-proxy", tag="12.1", auth_config=registry_auth())
-    envoy = images.copy_file(
+    envoy = engine.copy_file(
         docker_client, result["pinned"], "/usr/local/bin/envoy", tmp_path / "envoy-in-image"
     )
     info = symbols.read_binary(envoy)
@@ -135,7 +139,7 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
         "hookpoints.json",
         "trace_all.sh",
     }
-    scripts = images.copy_file(
+    scripts = engine.copy_file(
         docker_client, result["pinned"], "/usr/local/share/hookbuild/trace.bt", tmp_path / "t.bt"
     )
     assert scripts.read_text() == (dist / "trace.bt").read_text()

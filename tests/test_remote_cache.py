@@ -25,8 +25,10 @@ from typing import ClassVar
 import pytest
 from conftest import run_invoke
 
-from hookbuild import command, config, release
-from hookbuild.buildsys import REMOTE_HEADER_ENV, remote_headers, secret_bazelrc
+from hookbuild import command, config
+from hookbuild.build.bazel import REMOTE_HEADER_ENV, remote_headers, secret_bazelrc
+from hookbuild.release.plan import plan
+from hookbuild.release.request import Request
 from hookbuild.variants import get
 from hookbuild.version import Version
 
@@ -61,9 +63,9 @@ def _processes(log: str) -> dict[str, int]:
 def envoy_build_dir(dist: Path) -> Path:
     """Where the envoy variant's sample build keeps ENVOY_DOCKER_BUILD_DIR (Bazel's output base inside)."""
     settings = config.load(ROOT, env={"HOOKBUILD_DIST": str(dist)})
-    plan = release.plan(release.Request(variant=get("envoy"), version=Version(1, 0), sample=True), settings)
-    assert plan.build is not None
-    return Path(plan.build.command.env["ENVOY_DOCKER_BUILD_DIR"])
+    planned = plan(Request(variant=get("envoy"), version=Version(1, 0), sample=True), settings)
+    assert planned.build is not None
+    return Path(planned.build.command.env["ENVOY_DOCKER_BUILD_DIR"])
 
 
 def test_second_release_from_a_clean_output_base_hits_the_remote_cache(

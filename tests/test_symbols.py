@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from elf_samples import Samples, nm_hookpoints
 
-from hookbuild import symbols
+from hookbuild.binary import cache, diff, symbols
+from hookbuild.binary.demangle import function_name
 from hookbuild.errors import SymbolError
 
 
@@ -78,16 +79,16 @@ def test_errors(samples: Samples, tmp_path: Path) -> None:
 
 def test_diff_signature_change(samples: Samples) -> None:
     old, new = symbols.read_binary(samples.lld), symbols.read_binary(samples.changed)
-    result = symbols.diff(old, new)
+    result = diff.diff(old, new)
     assert [(a.name, b.name) for a, b in result.signature_changed] == [
         ("_ZN5Envoy4Http22hookpointDecodeHeadersEi", "_ZN5Envoy4Http22hookpointDecodeHeadersEii")
     ]
     assert [h.name for h in result.removed] == ["hookpoint_c"]
     assert [h.name for h in result.added] == ["_Z12hookpointNewv"]
     assert result.breaking
-    same = symbols.diff(old, symbols.read_binary(samples.stripped, debug_binary=samples.lld))
+    same = diff.diff(old, symbols.read_binary(samples.stripped, debug_binary=samples.lld))
     assert not same.changed and not same.breaking and not same.moved
-    assert not symbols.diff(old, symbols.BinaryInfo.from_dict(old.to_dict())).changed
+    assert not diff.diff(old, symbols.BinaryInfo.from_dict(old.to_dict())).changed
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,7 @@ def test_diff_signature_change(samples: Samples) -> None:
     ],
 )
 def test_function_name(demangled: str, function: str) -> None:
-    assert symbols.function_name(demangled) == function
+    assert function_name(demangled) == function
 
 
 def _settled(path: Path) -> None:
@@ -109,7 +110,7 @@ def _settled(path: Path) -> None:
     import time
 
     st = path.stat()
-    wait = (max(st.st_mtime_ns, st.st_ctime_ns) + symbols._RACY_NS) / 1e9 - time.time()
+    wait = (max(st.st_mtime_ns, st.st_ctime_ns) + cache.RACY_NS) / 1e9 - time.time()
     if wait > 0:
         time.sleep(wait + 0.05)
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from hookbuild import symbols, trace_all
+from hookbuild.binary import symbols
+from hookbuild.probes import trace_all
 
 DATA = Path(__file__).parent / "data" / "trace"
 SHIM = Path(__file__).parent / "shims" / "kubectl"
@@ -134,7 +135,10 @@ def trace(script: Path, out: Path, *args: str, timeout: float = 120) -> subproce
     return subprocess.run(
         ["bash", str(script), "-o", str(out), *args],
         env={**os.environ, "KUBECTL": str(SHIM)},
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -198,11 +202,15 @@ def test_sigint_stops_every_tracer(script: Path, pods: Pods, tmp_path: Path) -> 
     time.sleep(0.5)
     proc = subprocess.Popen(
         ["bash", str(script), "-m", "node", "-o", str(tmp_path), "-l", f"hookbuild-test={pods.run}"],
-        env={**os.environ, "KUBECTL": str(SHIM)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "KUBECTL": str(SHIM)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while len(_tracers(tmp_path)) < 3 or not all(
-        "tracing" in (tmp_path / f"shop_{n}.txt").read_text() for n in names
+        "tracing" in (tmp_path / f"shop_{n}.txt").read_text()
+        for n in names
         if (tmp_path / f"shop_{n}.txt").exists()
     ):
         assert time.monotonic() < deadline and proc.poll() is None, "tracers did not start"

@@ -14,7 +14,8 @@ from bpf import count_hits
 from conftest import run_invoke
 from test_remote_cache import envoy_build_dir
 
-from hookbuild import images, symbols
+from hookbuild.binary import symbols
+from hookbuild.images import engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
@@ -62,7 +63,7 @@ def test_envoy_variant_from_envoys_ci_scripts(
     assert result["image"] == "127.0.0.1:5000/hookbuild/envoy:1.0"
     build_dir = envoy_build_dir(dist) / "envoy" / "x64" / "bin"
     assert (build_dir / "release.tar.zst").is_file()  # where do_ci.sh release.server_only puts it
-    envoy = images.copy_file(docker_client, str(result["pinned"]), "/usr/local/bin/envoy", tmp_path / "envoy")
+    envoy = engine.copy_file(docker_client, str(result["pinned"]), "/usr/local/bin/envoy", tmp_path / "envoy")
     info = symbols.read_binary(envoy)
     assert (
         not info.stripped and len(info.hookpoints) == result["hookpoints"] == 4
@@ -74,7 +75,7 @@ def test_cilium_variant_with_symbols_and_its_patch(
     dist: Path, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     result = release(dist, "--variant", "cilium", "--version", "2.3")
-    envoy = images.copy_file(
+    envoy = engine.copy_file(
         docker_client, str(result["pinned"]), "/usr/bin/cilium-envoy", tmp_path / "cilium-envoy"
     )
     info = symbols.read_binary(envoy)
@@ -103,7 +104,7 @@ def test_cilium_stripped_release_is_traced_by_debug_addresses(
     dist: Path, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     result = release(dist, "--variant", "cilium", "--version", "2.4", "--stripped")
-    shipped = images.copy_file(
+    shipped = engine.copy_file(
         docker_client, str(result["pinned"]), "/usr/bin/cilium-envoy", tmp_path / "stripped"
     )
     info = symbols.read_binary(shipped)
@@ -129,7 +130,7 @@ def test_istio_perf_builds_on_the_recorded_istio_release(
     istio = release(dist, "--variant", "istio", "--version", "12.5")
     perf = release(dist, "--variant", "istio-perf", "--version", "1.2", "--based-on", "istio@12.5")
     assert perf["durations"]["check"] >= 0  # type: ignore[index]  # `perf --version` ran in the image
-    envoy = images.copy_file(docker_client, str(perf["pinned"]), "/usr/local/bin/envoy", tmp_path / "envoy")
+    envoy = engine.copy_file(docker_client, str(perf["pinned"]), "/usr/local/bin/envoy", tmp_path / "envoy")
     assert symbols.read_binary(envoy).sha256 == istio["binary_sha256"]  # the istio release's Envoy, unchanged
     output = docker_client.containers.run(str(perf["pinned"]), entrypoint=["perf", "--version"], remove=True)
     assert b"perf version" in output

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hookbuild.build.starlark import top_level_calls
+from hookbuild.build.workspace import backup_path, local_envoy, plan_edit, restore_stale
 from hookbuild.errors import WorkspaceError
-from hookbuild.starlark import top_level_calls
-from hookbuild.workspace import backup_path, local_envoy, plan_edit, restore_stale
 
 DATA = Path(__file__).parent / "data" / "workspaces"
 
@@ -119,7 +119,7 @@ def _while_edited(proxy: Path, stop: signal.Signals) -> None:
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from hookbuild.workspace import local_envoy, plan_edit
+        from hookbuild.build.workspace import local_envoy, plan_edit
         proxy = Path({str(proxy)!r})
         with local_envoy(proxy, plan_edit(proxy)):
             print("edited", flush=True)

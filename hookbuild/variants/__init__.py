@@ -1,44 +1,32 @@
-"""Variants: one recipe per line of the record (istio, cilium, envoy, istio-perf).
+"""Variants: one recipe per line of the record (istio, cilium, envoy, istio-perf), in one typed table.
 
 A recipe is data: where the sample sources are, which build system drives it, which dockerfile and base
-image make the image, where the binary goes. Adding a variant is one small module here plus a dockerfile.
+image make the image, where the binary goes. Adding a variant is one module here (listed in `VARIANTS`),
+one dockerfile and one section of the record.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from importlib import import_module
-
 from hookbuild.errors import UsageError
+from hookbuild.variants import cilium, envoy, istio, istio_perf
+from hookbuild.variants.variant import Variant
 
-NAMES = ("istio", "cilium", "envoy", "istio-perf")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Variant:
-    name: str
-    title: str
-    image_name: str
-    dockerfile: str  # file name under dockerfiles/
-    binary_in_image: str
-    base_image: str  # the upstream image the release is built FROM
-    sample_base_image: str  # the locally made stand-in (scripts/setup.sh)
-    build_system: str | None  # a module of hookbuild.buildsys; None: the binary comes from `builds_on`
-    target: str = ""  # the build system's target, e.g. istio/proxy's `build_envoy`
-    symbols_config: str | None = None  # Bazel config that keeps symbols (release configs strip hookpoints)
-    needs_proxy: bool = True
-    can_strip: bool = False  # offers a stripped release traced through a debug build's addresses
-    samples: dict[str, str] = field(default_factory=dict)  # role -> folder under examples/
-    builds_on: str | None = None  # a variant whose recorded release image this one is built FROM
-    sample_packages: tuple[str, ...] = ()  # the image packages of a sample release (Debian names)
-    context_files: tuple[str, ...] = ()  # extra files from dockerfiles/ the Dockerfile COPYs
-    check_command: tuple[str, ...] | None = None  # must run in the built image before it is pushed
+VARIANTS: dict[str, Variant] = {
+    v.name: v for v in (istio.VARIANT, cilium.VARIANT, envoy.VARIANT, istio_perf.VARIANT)
+}
+NAMES = tuple(VARIANTS)
 
 
 def get(name: str) -> Variant:
-    if name not in NAMES:
-        raise UsageError(f"unknown variant {name!r}", hint=f"choose one of: {', '.join(NAMES)}")
-    module = import_module(f"hookbuild.variants.{name.replace('-', '_')}")
-    variant = module.VARIANT
-    assert isinstance(variant, Variant)
-    return variant
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise UsageError(f"unknown variant {name!r}", hint=f"choose one of: {', '.join(NAMES)}") from None
+
+
+def choices(separator: str = ", ") -> str:
+    """The variant names for help strings and hints."""
+    return separator.join(NAMES)
+
+
+__all__ = ["NAMES", "VARIANTS", "Variant", "choices", "get"]

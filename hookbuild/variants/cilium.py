@@ -1,6 +1,7 @@
 """Cilium's Envoy: built in cilium/proxy with cilium's patches, replacing /usr/bin/cilium-envoy."""
 
-from hookbuild.variants import Variant
+from hookbuild.build.systems import cilium_make
+from hookbuild.variants.variant import Variant
 
 VARIANT = Variant(
     name="cilium",
@@ -10,7 +11,7 @@ VARIANT = Variant(
     binary_in_image="/usr/bin/cilium-envoy",
     base_image="quay.io/cilium/cilium-envoy:v1.34.4-1754043245-30bbbb7ee2f1d01270a5cd1ba8d6ac4bd7a5e6a8",
     sample_base_image="hookbuild-sample/cilium-envoy:sample",
-    build_system="cilium_make",
+    build_system=cilium_make.SYSTEM,
     target="bazel-bin/cilium-envoy",
     symbols_config="release_debug",
     can_strip=True,

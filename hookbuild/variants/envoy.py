@@ -1,6 +1,7 @@
 """Plain Envoy, built by Envoy's own CI scripts, replacing /usr/local/bin/envoy in the Envoy image."""
 
-from hookbuild.variants import Variant
+from hookbuild.build.systems import envoy_ci
+from hookbuild.variants.variant import Variant
 
 VARIANT = Variant(
     name="envoy",
@@ -10,7 +11,7 @@ VARIANT = Variant(
     binary_in_image="/usr/local/bin/envoy",
     base_image="docker.io/envoyproxy/envoy:v1.36.2",
     sample_base_image="hookbuild-sample/envoy:sample",
-    build_system="envoy_ci",
+    build_system=envoy_ci.SYSTEM,
     target="release.server_only",
     symbols_config=None,  # release.server_only ships dbg/envoy with symbols beside the stripped one
     needs_proxy=False,

@@ -1,6 +1,7 @@
 """The Istio sidecar: Envoy built inside istio/proxy, replacing /usr/local/bin/envoy in istio/proxyv2."""
 
-from hookbuild.variants import Variant
+from hookbuild.build.systems import istio_make
+from hookbuild.variants.variant import Variant
 
 VARIANT = Variant(
     name="istio",
@@ -10,7 +11,7 @@ VARIANT = Variant(
     binary_in_image="/usr/local/bin/envoy",
     base_image="docker.io/istio/proxyv2:1.28.0",
     sample_base_image="hookbuild-sample/proxyv2:sample",
-    build_system="istio_make",
+    build_system=istio_make.SYSTEM,
     target="build_envoy",
     symbols_config="release-symbol",
     samples={"envoy": "envoy", "proxy": "proxy"},

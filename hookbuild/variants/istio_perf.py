@@ -5,7 +5,7 @@ hookbuild-perf-fifo turns them into `perf record` runs on that Envoy. Nothing is
 its hookpoints) is the one of the release it builds on.
 """
 
-from hookbuild.variants import Variant
+from hookbuild.variants.variant import Variant
 
 VARIANT = Variant(
     name="istio-perf",

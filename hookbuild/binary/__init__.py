@@ -1,0 +1,1 @@
+"""Envoy binaries: ELF reading, hookpoint symbols, their cache, demangling, and diffs between builds."""

@@ -1,0 +1,140 @@
+"""Source checkouts (Envoy, istio/proxy, cilium/proxy): which commit, and whether the tree is dirty."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from hookbuild import fsutil
+from hookbuild.errors import SourceError
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceState:
+    role: str  # "envoy" or "proxy"
+    path: Path
+    commit: str
+    dirty: bool
+    branch: str | None  # None when HEAD is detached
+
+
+def inspect(path: Path, *, role: str) -> SourceState:
+    if not path.is_dir():
+        raise SourceError(
+            f"{role} checkout {path} does not exist", hint=f"pass --{role} PATH to a git checkout"
+        )
+    try:
+        repo = git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise SourceError(
+            f"{role} checkout {path} is not a git repository",
+            hint=f"pass --{role} PATH to a git checkout (releases record the commit they were built from)",
+        ) from exc
+    with repo:
+        if repo.working_tree_dir is None or Path(repo.working_tree_dir).resolve() != path.resolve():
+            raise SourceError(
+                f"{role} path {path} is inside a repository but not its top level ({repo.working_tree_dir})",
+                hint=f"pass the top of the {role} checkout",
+            )
+        try:
+            commit = repo.head.commit.hexsha
+        except ValueError as exc:
+            raise SourceError(
+                f"{role} checkout {path} has no commits", hint="commit the sources first"
+            ) from exc
+        branch = None if repo.head.is_detached else repo.active_branch.name
+        dirty = repo.is_dirty(untracked_files=True)
+    return SourceState(role=role, path=path.resolve(), commit=commit, dirty=dirty, branch=branch)
+
+
+def require_clean(states: list[SourceState], *, allow_dirty: bool) -> None:
+    dirty = [state for state in states if state.dirty]
+    if dirty and not allow_dirty:
+        names = ", ".join(f"{state.role} ({state.path})" for state in dirty)
+        raise SourceError(
+            f"uncommitted changes in {names}",
+            hint="commit them, or pass --allow-dirty (the release is then recorded as dirty)",
+        )
+
+
+_SAMPLE_IDENTITY = {
+    "GIT_AUTHOR_NAME": "hookbuild sample",
+    "GIT_AUTHOR_EMAIL": "sample@hookbuild.invalid",
+    "GIT_AUTHOR_DATE": "1767225600 +0000",
+    "GIT_COMMITTER_NAME": "hookbuild sample",
+    "GIT_COMMITTER_EMAIL": "sample@hookbuild.invalid",
+    "GIT_COMMITTER_DATE": "1767225600 +0000",
+}
+
+
+def materialize_sample(source: Path, dest: Path) -> Path:
+    """Copy a bundled sample tree into a git repository with a reproducible commit.
+
+    Same content gives the same commit SHA on every machine, so retries of a sample release are recognised.
+    A copy that already holds exactly this content, unmodified, is kept as it is.
+    """
+    if not source.is_dir():
+        raise SourceError(
+            f"sample sources {source} are missing", hint="reinstall hookbuild from a full checkout"
+        )
+    ignore = shutil.ignore_patterns("bazel-*", "out", "__pycache__")
+    stamp = dest / ".git" / "hookbuild-sample"
+    content = _tree_digest(source, ignore)
+    if stamp.is_file() and stamp.read_text() == content:
+        with git.Repo(dest) as repo:
+            if not repo.is_dirty(untracked_files=True):
+                return dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest, symlinks=True, ignore=ignore)
+    with git.Repo.init(dest, initial_branch="main") as repo:
+        repo.git.add(A=True)
+        repo.git.commit(m=f"hookbuild sample: {source.name}", no_verify=True, env=_SAMPLE_IDENTITY)
+    fsutil.atomic_write(stamp, content)
+    return dest
+
+
+def _tree_digest(root: Path, ignore: Callable[[str, list[str]], set[str]]) -> str:
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        skipped = ignore(folder, [*dirs, *files])
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
+        for name in sorted(f for f in files if f not in skipped):
+            path = Path(folder) / name
+            digest.update(f"{path.relative_to(root)}\0{path.stat().st_mode & 0o111}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def patched_copy(source: Path, patches: tuple[Path, ...], dest: Path) -> Path:
+    """A copy of `source` with `patches` applied (cilium/proxy patches Envoy before building it).
+
+    A patch that is already in the source (applies in reverse) is skipped, so a checkout that carries
+    cilium's patches itself works too. The source checkout is never modified.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest, symlinks=True, ignore=shutil.ignore_patterns("bazel-*"))
+    with git.Repo(dest) as repo:
+        for patch in patches:
+            if not patch.is_file():
+                raise SourceError(f"patch {patch} is missing", hint="check the proxy checkout's patches/")
+            try:
+                repo.git.apply("--check", "--reverse", str(patch))
+                continue  # already applied
+            except git.GitCommandError:
+                pass
+            try:
+                repo.git.apply(str(patch))
+            except git.GitCommandError as exc:
+                raise SourceError(
+                    f"patch {patch.name} does not apply to the envoy checkout {source}: {exc.stderr.strip()}",
+                    hint="check out the Envoy commit the proxy pins (ENVOY_SHA / ENVOY_VERSION)",
+                ) from exc
+    return dest

@@ -1,0 +1,60 @@
+"""What a build system is to the pipeline: inputs in, a `BuildSpec` out, decided before anything runs.
+
+A build system (one module under `build/systems/`) turns `BuildInputs` into the command to run and where its
+output lands, and says how a secret rc file made just for the build reaches Bazel (a startup option, plus a
+read-only mount for a build container). Variants name their build system object directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from hookbuild.build.bazel import BazelOptions
+from hookbuild.command import Command
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildInputs:
+    envoy: Path
+    proxy: Path | None
+    target: str  # the build system's target, e.g. istio/proxy's `build_envoy`
+    symbols_config: str | None
+    override: bool  # --override_repository instead of the WORKSPACE edit
+    bazel: BazelOptions
+    workdir: Path  # hookbuild's scratch space for this variant
+    symbols: bool = True  # False: the stripped release build
+
+
+def with_env(command: Command, **env: str) -> Command:
+    return replace(command, env={**command.env, **env})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSpec:
+    command: Command
+    output_link: Path  # e.g. <proxy>/bazel-bin, possibly dangling into the build container
+    output_name: PurePosixPath  # the binary (or the archive holding it) below the link
+    archive_member: str | None = None  # the binary with symbols inside a release archive
+    envoy_path: str = "/envoy"  # where the build sees the Envoy checkout (the WORKSPACE edit points there)
+    envoy_copy: Path | None = None  # build from a patched copy of Envoy made here (never the checkout)
+    envoy_patches: tuple[Path, ...] = ()
+
+    def describe_output(self) -> str:
+        where = f"{self.output_link}/{self.output_name}"
+        return f"{where}!{self.archive_member}" if self.archive_member else where
+
+
+class BuildSystem(Protocol):
+    """One upstream build interface (istio/proxy's make, cilium/proxy's make, Envoy's ci/ scripts)."""
+
+    name: str
+
+    def spec(self, inputs: BuildInputs) -> BuildSpec:
+        """The build command and where its output lands; raises before anything runs if it cannot."""
+        ...
+
+    def with_bazelrc(self, command: Command, rc: Path) -> Command:
+        """`command` changed so that Bazel reads the secret rc file `rc` as well."""
+        ...

@@ -1,0 +1,1 @@
+"""The upstream build interfaces hookbuild drives, one module each, behind `build.spec.BuildSystem`."""

@@ -1,0 +1,121 @@
+"""The `release` task: build Envoy with hookpoints, make and push the image, record it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from invoke.context import Context
+
+from hookbuild.cli.output import print_json
+from hookbuild.cli.task import task
+from hookbuild.config import Settings
+from hookbuild.variants import choices
+
+if TYPE_CHECKING:
+    from hookbuild.release.result import Result
+
+
+@task(
+    iterable=["package"],
+    help={
+        "variant": f"what to build: {choices(', ')} (default istio)",
+        "version": "MAJOR.MINOR to release (with --sample: default the next minor of the record)",
+        "envoy": "path to the Envoy checkout with your hookpoint* functions (config: envoy)",
+        "proxy": "path to the istio/proxy or cilium/proxy checkout (config: proxy)",
+        "sample": "release the bundled sample sources into a scratch record (dist/sample/versions.toml)",
+        "envoy-mode": "rewrite: point WORKSPACE's envoy rule at /envoy (the seed's way, restored after); "
+        "override: pass --override_repository=envoy=/envoy and edit no file",
+        "base-image": "image to build FROM (default: the variant's upstream image, e.g. istio/proxyv2)",
+        "based-on": "istio-perf: the recorded release to build on, VARIANT@X.Y (default: newest working)",
+        "package": "extra image package to install (repeatable; default: the record's packages)",
+        "stripped": "cilium: ship the stripped release build; uprobe scripts use debug-build addresses",
+        "registry": "registry HOST[:PORT] to push to (config: registry)",
+        "namespace": "registry namespace/user (config: namespace)",
+        "versions-file": "the record to write (default: versions.toml)",
+        "allow-dirty": "release from uncommitted sources; the release is recorded as dirty",
+        "force": "replace a recorded release of the same version built from other inputs",
+        "dry-run": "print the plan (steps, commands, paths, tags) and change nothing",
+        "json": "print the result (or the plan, with --dry-run) as JSON",
+        "verbose": "debug logging",
+    },
+)
+def release(
+    c: Context,
+    settings: Settings,
+    variant: str = "istio",
+    version: str = "",
+    envoy: str = "",
+    proxy: str = "",
+    sample: bool = False,
+    envoy_mode: str = "rewrite",
+    base_image: str = "",
+    based_on: str = "",
+    package: list[str] | None = None,
+    stripped: bool = False,
+    registry: str = "",
+    namespace: str = "",
+    versions_file: str = "",
+    allow_dirty: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
+    """Build Envoy with hookpoints, make and push the image, record it in versions.toml."""
+    from hookbuild import variants
+    from hookbuild.errors import UsageError
+    from hookbuild.release import plan as planning
+    from hookbuild.release.request import EnvoyMode, Request
+    from hookbuild.release.stages import steps
+    from hookbuild.version import Version
+
+    try:
+        mode = EnvoyMode(envoy_mode)
+    except ValueError:
+        raise UsageError(f"invalid --envoy-mode {envoy_mode!r}", hint="use rewrite or override") from None
+    request = Request(
+        variant=variants.get(variant),
+        version=Version.parse(version) if version else None,
+        envoy=Path(envoy) if envoy else None,
+        proxy=Path(proxy) if proxy else None,
+        sample=sample,
+        envoy_mode=mode,
+        base_image=base_image or None,
+        based_on=based_on or None,
+        packages=tuple(package) if package else None,
+        stripped=stripped,
+        allow_dirty=allow_dirty,
+        force=force,
+    )
+    plan = planning.plan(request, settings)
+    if dry_run:
+        lines = steps(plan)
+        if json:
+            print_json({"variant": plan.variant.name, "version": str(plan.version), "steps": lines})
+        else:
+            print(f"release {plan.ref} (dry run, nothing changed):")
+            for number, step in enumerate(lines, 1):
+                print(f"  {number}. {step}")
+        return
+    from hookbuild.release.execute import execute
+
+    result = execute(plan)
+    if json:
+        print_json(result.as_json())
+    else:
+        _print_release(result)
+
+
+def _print_release(result: Result) -> None:
+    state = "already released (nothing rebuilt or pushed)" if result.reused else "released"
+    print(f"{result.variant}@{result.version} {state}")
+    print(f"  image   {result.image}")
+    print(f"  digest  {result.digest}")
+    print(f"  pinned  {result.pinned}")
+    print(f"  binary  {result.binary} ({result.binary_size:,} bytes, sha256 {result.binary_sha256})")
+    print(f"  hookpoints {result.hookpoints}")
+    if result.durations:
+        print(
+            "  stages  " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.durations.items())
+        )

@@ -1,0 +1,99 @@
+"""The one decorator every task goes through: logging, settings, and errors turned into exit codes.
+
+A task is written `def name(c, settings, ...flags)`: `settings` is not a flag; it is loaded once from
+pyproject `[tool.hookbuild]` < invoke.yaml `hookbuild:` < HOOKBUILD_* env < the task's own flags whose names
+are settings (e.g. `--registry`, `--versions-file`). Invoke's automatic short flags are off: a short flag
+is given deliberately in `short`, so no letter means two things across tasks.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import Task
+
+from hookbuild import config, logs
+from hookbuild.errors import HookbuildError
+from hookbuild.secrets import redact
+
+INTERRUPTED = 130
+_SETTINGS = frozenset(f.name for f in fields(config.Settings)) - {"root"}
+
+
+@contextmanager
+def errors_to_exit(*, json: bool = False) -> Iterator[None]:
+    """The only place a HookbuildError turns into output: `error: ...` on stderr (and JSON on stdout for
+    `--json`), with the error's exit code."""
+    try:
+        yield
+    except HookbuildError as exc:
+        line = redact(exc.line())
+        if json:
+            from hookbuild.cli.output import print_json
+
+            hint = redact(exc.hint) if exc.hint else None
+            print_json({"error": redact(exc.message), "hint": hint, "exit": exc.exit_code})
+        raise Exit(f"error: {line}", code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit("error: interrupted", code=INTERRUPTED) from None
+
+
+def task(
+    *,
+    help: Mapping[str, str],
+    short: Mapping[str, str] | None = None,
+    iterable: Sequence[str] = (),
+    positional: Sequence[str] | None = None,
+    optional: Sequence[str] = (),
+    name: str | None = None,
+) -> Callable[[Callable[..., None]], Task[Any]]:
+    """Make `fn(c, settings, **flags)` an Invoke task with hookbuild's logging, settings and exit codes."""
+
+    def wrap(fn: Callable[..., None]) -> Task[Any]:
+        signature = inspect.signature(fn)
+        parameters = [p for p in signature.parameters.values() if p.name != "settings"]
+
+        @functools.wraps(fn)
+        def body(c: Context, *args: Any, **kwargs: Any) -> None:
+            logs.setup(verbose=bool(kwargs.get("verbose")))
+            with errors_to_exit(json=bool(kwargs.get("json"))):
+                overrides = {key: value for key, value in kwargs.items() if key in _SETTINGS}
+                invoke_config = dict(c.config.get("hookbuild", {}) or {})
+                settings = config.load(invoke_config=invoke_config, overrides=overrides)
+                fn(c, settings, *args, **kwargs)
+
+        body.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        del body.__wrapped__  # invoke reads the flags from __signature__, without `settings`
+        return HookbuildTask(
+            body,
+            name=name,
+            help=dict(help),
+            iterable=list(iterable),
+            positional=list(positional) if positional is not None else None,
+            optional=list(optional),
+            auto_shortflags=False,
+            short=dict(short or {}),
+        )
+
+    return wrap
+
+
+class HookbuildTask(Task[Any]):
+    """An Invoke task whose only short flags are the ones given in `short` (flag name -> letter)."""
+
+    def __init__(self, body: Callable[..., Any], *, short: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self.short = dict(short)
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        if letter := self.short.get(name):
+            opts["names"] = [*opts["names"], letter]
+        return opts

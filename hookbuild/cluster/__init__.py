@@ -1,0 +1,1 @@
+"""The cluster: putting a released sidecar into Kubernetes manifests."""

@@ -1,0 +1,191 @@
+"""The Docker engine through its SDK: connect, build with a live log, check, copy out, tag.
+
+`images.build()` in the SDK only returns at the end of a build, so the low-level API is used and every chunk
+is checked for errors (the engine reports them inside the stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hookbuild import fsutil, secrets
+from hookbuild.errors import ImageError, ToolMissing
+from hookbuild.images.reference import ImageRef
+
+if TYPE_CHECKING:
+    import docker
+
+log = logging.getLogger("hookbuild")
+
+
+def connect() -> docker.DockerClient:
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise ToolMissing(
+            f"cannot reach the Docker engine ({os.environ.get('DOCKER_HOST') or 'local socket'}): {exc}",
+            hint="start dockerd (scripts/setup.sh does), or set DOCKER_HOST to a reachable engine",
+        ) from exc
+    return client
+
+
+def stream_errors(chunk: Mapping[str, Any]) -> str | None:
+    if "error" in chunk or "errorDetail" in chunk:
+        detail = chunk.get("errorDetail") or {}
+        return str(chunk.get("error") or detail.get("message") or chunk)
+    return None
+
+
+def build(
+    client: docker.DockerClient,
+    *,
+    context: Path,
+    dockerfile: str,
+    buildargs: Mapping[str, str],
+    labels: Mapping[str, str],
+    on_line: Callable[[str], None],
+) -> str:
+    """Build and return the image ID; every line of the build log goes to `on_line`.
+
+    The labels go in as one LABEL instruction appended to the context's Dockerfile: the classic builder
+    turns the API's `labels` into one step (and one container) per label.
+    """
+    import json
+
+    import docker.errors
+
+    if labels:
+        instruction = " ".join(f"{json.dumps(key)}={json.dumps(value)}" for key, value in labels.items())
+        with (context / dockerfile).open("a", encoding="utf-8") as handle:
+            handle.write(f"\nLABEL {instruction}\n")
+    image_id: str | None = None
+    try:
+        for chunk in client.api.build(
+            path=str(context),
+            dockerfile=dockerfile,
+            buildargs=dict(buildargs),
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        ):
+            if error := stream_errors(chunk):
+                raise ImageError(f"docker build of {context / dockerfile} failed: {error.strip()}")
+            for line in str(chunk.get("stream", "")).splitlines():
+                if line.strip():
+                    on_line(line)
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and "ID" in aux:
+                image_id = str(aux["ID"])
+    except docker.errors.APIError as exc:
+        raise ImageError(f"docker build of {context / dockerfile} failed: {exc.explanation or exc}") from exc
+    if image_id is None:
+        raise ImageError(f"docker build of {context / dockerfile} reported no image ID")
+    return image_id
+
+
+def ensure(client: docker.DockerClient, reference: str, *, auth: Mapping[str, str] | None, hint: str) -> None:
+    """Make sure the engine has `reference`: present already, or pulled (with credentials for its registry)."""
+    import docker.errors
+
+    try:
+        client.images.get(reference)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    log.info("pulling %s", reference)
+    try:
+        client.images.pull(reference, auth_config=dict(auth) if auth else None)
+    except docker.errors.APIError as exc:
+        raise ImageError(
+            f"image {reference} is neither on the Docker engine nor pullable: "
+            f"{secrets.redact(str(exc.explanation or exc))}",
+            hint=hint,
+        ) from exc
+
+
+@contextmanager
+def _container(client: docker.DockerClient, image: str) -> Iterator[Any]:
+    """A created (never started) container, removed on the way out whatever happens."""
+    container = client.containers.create(image, entrypoint=["/nonexistent"])
+    try:
+        yield container
+    finally:
+        container.remove(force=True)
+
+
+def copy_file(client: docker.DockerClient, image: str, path: str, dest: Path) -> Path:
+    """Copy one file out of an image (the Envoy of a release that a variant builds on)."""
+    import io
+    import tarfile
+
+    import docker.errors
+
+    try:
+        with _container(client, image) as container:
+            stream, _ = container.get_archive(path)
+            data = b"".join(stream)
+    except docker.errors.NotFound as exc:
+        raise ImageError(f"{image} has no {path}", hint="is this the right release image?") from exc
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.next()
+        source = tar.extractfile(member) if member is not None else None
+        if source is None:
+            raise ImageError(
+                f"{path} in {image} is not a regular file", hint="is this the right release image?"
+            )
+        with fsutil.atomic_writer(dest, mode=0o755) as out:
+            shutil.copyfileobj(source, out)
+    return dest
+
+
+def check(client: docker.DockerClient, image: str, command: tuple[str, ...]) -> None:
+    """Run `command` in a throwaway container of `image`; it must exit 0 (e.g. `perf --version`)."""
+    import docker.errors
+
+    try:
+        output = client.containers.run(image, entrypoint=list(command), remove=True, stdout=True, stderr=True)
+    except docker.errors.ContainerError as exc:
+        stderr = (
+            exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        )
+        raise ImageError(
+            f"`{' '.join(command)}` fails in the built image (exit {exc.exit_status}): {stderr.strip()[-300:]}",
+            hint="check the packages the image installs",
+        ) from exc
+    except docker.errors.APIError as exc:
+        raise ImageError(
+            f"`{' '.join(command)}` cannot run in the built image: {exc.explanation or exc}",
+            hint="check the packages the image installs",
+        ) from exc
+    text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+    log.info("  %s: %s", " ".join(command), (text.strip().splitlines() or [""])[0])
+
+
+@contextmanager
+def tagged(
+    client: docker.DockerClient, image_id: str, ref: ImageRef, *, keep: Callable[[], bool]
+) -> Iterator[None]:
+    """Tag the image for the push; the tag is removed again unless `keep()` says the release landed."""
+    image = client.images.get(image_id)
+    image.tag(ref.name, ref.tag)
+    try:
+        yield
+    finally:
+        if not keep():
+            import docker.errors
+
+            try:
+                client.images.remove(str(ref), noprune=True)
+            except docker.errors.APIError:
+                log.warning("could not remove the local tag %s", ref)

@@ -1,0 +1,113 @@
+"""Registries: credentials, push with errors read from the stream, and what a tag holds now.
+
+The SDK's push reports failures inside an HTTP-200 stream (docker-py #3161): every chunk is checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from hookbuild import secrets
+from hookbuild.errors import ImageError, UsageError
+from hookbuild.images.engine import stream_errors
+from hookbuild.images.reference import ImageRef
+
+if TYPE_CHECKING:
+    import docker
+
+log = logging.getLogger("hookbuild")
+
+
+def credentials(
+    registry: str, *, user: str | None, env: Mapping[str, str] | None = None
+) -> dict[str, str] | None:
+    """Registry credentials from HOOKBUILD_REGISTRY_PASSWORD (+ user), else the Docker config.
+
+    Returned as an explicit auth_config: credential helpers in the Docker config would otherwise override
+    a login (docker-py #3281).
+    """
+    env = os.environ if env is None else env
+    password = env.get("HOOKBUILD_REGISTRY_PASSWORD")
+    if password:
+        secrets.register(password)
+        if not user:
+            raise UsageError(
+                "HOOKBUILD_REGISTRY_PASSWORD is set but no registry user",
+                hint="set registry_user in [tool.hookbuild] or HOOKBUILD_REGISTRY_USER",
+            )
+        return {"username": user, "password": password, "serveraddress": registry}
+    import docker.auth
+
+    found: Mapping[str, Any] | None = docker.auth.load_config().resolve_authconfig(registry)
+    if not found or not found.get("password"):
+        return None
+    secrets.register(str(found["password"]))
+    return {"username": str(found["username"]), "password": str(found["password"]), "serveraddress": registry}
+
+
+def push(
+    client: docker.DockerClient,
+    ref: ImageRef,
+    *,
+    auth: Mapping[str, str] | None,
+    on_progress: Callable[[str | None, str], None],
+) -> str:
+    """Push and return the digest the registry gave the manifest; progress goes to on_progress(layer, status)."""
+    import docker.errors
+
+    digest: str | None = None
+    try:
+        stream: Iterator[dict[str, Any]] = client.api.push(
+            ref.name, tag=ref.tag, auth_config=dict(auth) if auth else None, stream=True, decode=True
+        )
+        for chunk in stream:
+            if error := stream_errors(chunk):
+                raise ImageError(
+                    f"push of {ref} failed: {secrets.redact(error.strip())}",
+                    hint=_push_hint(error),
+                )
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and "Digest" in aux:
+                digest = str(aux["Digest"])
+            if status := chunk.get("status"):
+                layer = chunk.get("id")
+                on_progress(str(layer) if layer and layer != ref.tag else None, str(status))
+    except docker.errors.APIError as exc:
+        raise ImageError(
+            f"push of {ref} failed: {secrets.redact(str(exc.explanation or exc))}", hint=_push_hint(str(exc))
+        ) from exc
+    if digest is None:
+        raise ImageError(f"push of {ref} ended without a digest", hint="check the registry's logs")
+    return digest
+
+
+def require_pushed(
+    client: docker.DockerClient, ref: ImageRef, digest: str, *, auth: Mapping[str, str] | None
+) -> None:
+    """Ask the registry what the tag holds now: the release is recorded only if it is what we pushed."""
+    import docker.errors
+
+    try:
+        held = client.images.get_registry_data(str(ref), auth_config=dict(auth) if auth else None).id
+    except docker.errors.APIError as exc:
+        raise ImageError(
+            f"cannot read back {ref} from the registry after the push: {secrets.redact(str(exc.explanation or exc))}",
+            hint="check the registry; nothing was recorded",
+        ) from exc
+    if held != digest:
+        raise ImageError(
+            f"{ref} holds {held} right after hookbuild pushed {digest}: another push raced this one",
+            hint="release again; nothing was recorded",
+        )
+
+
+def _push_hint(error: str) -> str:
+    lowered = error.lower()
+    if "unauthorized" in lowered or "authentication" in lowered or "denied" in lowered:
+        return "log in with `docker login REGISTRY`, or set HOOKBUILD_REGISTRY_USER and HOOKBUILD_REGISTRY_PASSWORD"
+    if "connection refused" in lowered or "no such host" in lowered or "timeout" in lowered:
+        return "is the registry running and reachable? (scripts/setup.sh starts the local one)"
+    return "check the registry and retry; nothing was recorded"

@@ -1,0 +1,270 @@
+"""The version record (versions.toml) as data: frozen entries with their queries, validated once on load.
+
+Reading uses only the standard library (tomllib), so queries stay fast; edits live in `record.edit`
+(tomlkit), validation and loading in `record.schema`. Never imports docker, git or pyelftools.
+
+Schema (see the header of versions.toml): `[variants.NAME]` declares a variant; each variant's versions are
+an array of tables `[[NAME]]`, one per version, with an optional `[NAME.release]` sub-table holding the
+provenance that `invoke release` records. The schema is derived from the dataclasses below: to extend it,
+add a field with a default (and, if needed, a `check` in its metadata); loading, validation, JSON and
+rendering follow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hookbuild.errors import VersionError
+from hookbuild.images import reference
+from hookbuild.version import Version
+
+SCHEMA = 1
+
+NAME = re.compile(r"[a-z][a-z0-9-]*")
+_FEATURE = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_BUILD_ID = re.compile(r"(?:[0-9a-f]{2}){4,64}")
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._:-]*(?:/[a-z0-9][a-z0-9._-]*)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_REPOSITORY = re.compile(r"[a-z0-9][a-z0-9._:-]*(?:/[a-z0-9][a-z0-9._-]*)+")
+
+
+class Status(enum.StrEnum):
+    WORKING = "working"
+    DEPRECATED = "deprecated"
+    TEST_ONLY = "test-only"
+
+
+# --- field checks: return a problem (str) or None ------------------------------------------------------
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, str) and not pattern.fullmatch(item):
+                return f"{item!r} is not {what}"
+        return None
+
+    return check
+
+
+def _check_ref(value: Any) -> str | None:
+    try:
+        parse_ref(value)
+    except VersionError as exc:
+        return exc.line()
+    return None
+
+
+def _check(fn: Callable[[Any], str | None]) -> dict[str, Any]:
+    return {"check": fn}
+
+
+# --- the record as data ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hookpoint:
+    mangled: str
+    demangled: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upstream:
+    """Upstream versions a build is made from, as their projects spell them (e.g. Envoy 1.34.4)."""
+
+    envoy: str | None = None
+    istio: str | None = None
+    cilium: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """What `invoke release` published and from what. Absent for entries made before hookbuild."""
+
+    image: str = field(metadata=_check(_matches(_IMAGE, "an image reference with a tag (registry/repo:tag)")))
+    digest: str = field(metadata=_check(_matches(_DIGEST, "a digest 'sha256:<64 hex>'")))
+    released_at: datetime
+    envoy_commit: str = field(metadata=_check(_matches(_HEX40, "a 40-hex git commit")))
+    proxy_commit: str | None = field(default=None, metadata=_check(_matches(_HEX40, "a 40-hex git commit")))
+    dirty: bool = False
+    binary_sha256: str = field(metadata=_check(_matches(_HEX64, "a sha256 (64 hex)")))
+    build_id: str | None = field(default=None, metadata=_check(_matches(_BUILD_ID, "a hex GNU build-id")))
+    hookpoints: tuple[Hookpoint, ...] = ()
+    scripts: tuple[str, ...] = ()
+    inputs_key: str | None = None
+    """Hash of the release inputs (idempotent retries); None when the sources were dirty."""
+    base_image: str
+    dockerfile: str
+
+    @property
+    def pinned(self) -> str:
+        """The image pinned by digest: `registry/repo@sha256:...`."""
+        return reference.pinned(self.image, self.digest)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    name: str = field(metadata={"toml": False})
+    title: str
+    image: str = field(
+        metadata=_check(_matches(_REPOSITORY, "an image repository (registry/namespace/name)"))
+    )
+    description: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    variant: str = field(metadata={"toml": False})
+    version: Version
+    status: Status = Status.WORKING
+    verified: bool = False
+    summary: str
+    features: tuple[str, ...] = field(
+        default=(), metadata=_check(_matches(_FEATURE, "a feature tag (lowercase, digits, '-', '_', '.')"))
+    )
+    packages: tuple[str, ...] = field(
+        default=(), metadata=_check(_matches(_PACKAGE, "a Debian package name"))
+    )
+    upstream: Upstream | None = None
+    based_on: str | None = field(default=None, metadata=_check(_check_ref))
+    supersedes: Version | None = None
+    status_reason: str | None = None
+    image: str | None = field(
+        default=None, metadata=_check(_matches(_IMAGE, "an image reference with a tag (registry/repo:tag)"))
+    )
+    notes: str | None = None
+    release: Provenance | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.variant}@{self.version}"
+
+    @property
+    def digest(self) -> str | None:
+        return self.release.digest if self.release else None
+
+    @property
+    def reference(self) -> str | None:
+        """The image to deploy: pinned by digest when released by hookbuild, else the recorded tag."""
+        if self.release is not None:
+            return self.release.pinned
+        return self.image
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"ref": self.ref, "variant": self.variant}
+        data.update(_to_plain(self))
+        data["digest"] = self.digest
+        data["reference"] = self.reference
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    path: Path | None
+    declared: Mapping[str, Variant]
+    entries: tuple[Entry, ...]
+    """Grouped by variant (declaration order), oldest first within a variant."""
+
+    def variants(self) -> tuple[str, ...]:
+        return tuple(self.declared)
+
+    def variant(self, name: str) -> Variant:
+        if name not in self.declared:
+            raise VersionError(
+                f"unknown variant {name!r} in {self.path or 'the record'}",
+                hint=f"known variants: {', '.join(self.declared) or '(none)'}",
+            )
+        return self.declared[name]
+
+    def of(self, variant: str, *, working_only: bool = False) -> tuple[Entry, ...]:
+        """A variant's entries, newest first."""
+        self.variant(variant)
+        chosen = [e for e in self.entries if e.variant == variant]
+        if working_only:
+            chosen = [e for e in chosen if e.status is Status.WORKING]
+        return tuple(sorted(chosen, key=lambda e: e.version, reverse=True))
+
+    def find(self, variant: str, version: Version | str) -> Entry | None:
+        wanted = Version.parse(version) if isinstance(version, str) else version
+        for entry in self.entries:
+            if entry.variant == variant and entry.version == wanted:
+                return entry
+        return None
+
+    def get(self, ref: str) -> Entry:
+        """The entry for `variant@MAJOR.MINOR`; VersionError if malformed or not in the record."""
+        variant, version = parse_ref(ref)
+        self.variant(variant)
+        entry = self.find(variant, version)
+        if entry is None:
+            known = ", ".join(str(e.version) for e in self.of(variant)) or "(none)"
+            raise VersionError(
+                f"{ref} is not in {self.path or 'the record'}",
+                hint=f"{variant} versions: {known}; run `invoke versions --variant {variant} --all`",
+            )
+        return entry
+
+    def latest(self, variant: str, *, working_only: bool = True) -> Entry | None:
+        entries = self.of(variant, working_only=working_only)
+        return entries[0] if entries else None
+
+    def supporting(self, feature: str, *, include_all: bool = False) -> tuple[Entry, ...]:
+        """Entries tagged with `feature`, newest first per variant; deprecated ones only with include_all."""
+        return tuple(
+            entry
+            for name in self.declared
+            for entry in self.of(name)
+            if feature in entry.features and (include_all or entry.status is not Status.DEPRECATED)
+        )
+
+    def next_version(self, variant: str, part: str) -> Version:
+        """The version after the highest one ever recorded (any status: numbers are never reused)."""
+        entries = self.of(variant)
+        if part not in ("major", "minor"):
+            raise VersionError(f"unknown version part {part!r}", hint="use major or minor")
+        if not entries:
+            return Version(1, 0) if part == "major" else Version(0, 1)
+        top = entries[0].version
+        return top.bump_major() if part == "major" else top.bump_minor()
+
+
+def parse_ref(ref: str) -> tuple[str, Version]:
+    """`istio@12.0` -> ("istio", Version(12, 0))."""
+    if not isinstance(ref, str) or ref.count("@") != 1:
+        raise VersionError(
+            f"invalid release reference {ref!r}", hint="write VARIANT@MAJOR.MINOR, e.g. istio@12.0"
+        )
+    variant, _, version = ref.partition("@")
+    if not NAME.fullmatch(variant):
+        raise VersionError(
+            f"invalid variant name {variant!r} in {ref!r}", hint="write VARIANT@MAJOR.MINOR, e.g. istio@12.0"
+        )
+    return variant, Version.parse(version)
+
+
+def _to_plain(obj: Any) -> Any:
+    """A dataclass as JSON-friendly plain data (fields not stored in TOML, such as `variant`, left out)."""
+    if isinstance(obj, Version | enum.Enum):
+        return str(obj.value) if isinstance(obj, enum.Enum) else str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj) if f.metadata.get("toml", True)}
+    if isinstance(obj, datetime):
+        return iso(obj)
+    if isinstance(obj, tuple):
+        return [_to_plain(item) for item in obj]
+    return obj
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,420 @@
+"""The release as one ordered tuple of stages: `STAGES` is both what `execute` runs and what `--dry-run` prints.
+
+    sources -> base image -> patch -> workspace -> (debug build) -> build | copy -> hookpoints -> scripts
+            -> image -> check -> push -> record
+
+Each stage says whether it applies to a plan, describes itself from the plan alone (the dry run), and runs
+against a `Run` that carries what earlier stages learnt. A variant that builds on a recorded release
+(istio-perf) copies its binary out of that release's image instead of building.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hookbuild import record
+from hookbuild.errors import HookbuildError
+from hookbuild.images.reference import ImageRef
+from hookbuild.release.identity import Origin, inputs_key, origin_of, recorded
+from hookbuild.release.plan import Plan
+
+if TYPE_CHECKING:
+    import docker
+
+    from hookbuild.binary.symbols import BinaryInfo
+    from hookbuild.build.spec import BuildSpec
+
+log = logging.getLogger("hookbuild")
+
+
+@dataclass(kw_only=True)
+class Run:
+    """What a running release has learnt so far; each stage reads it and adds to it."""
+
+    plan: Plan
+    now: Callable[[], datetime]
+    stack: ExitStack  # closed when the run ends, whatever happens: edits restored, temporary tags removed
+    client: docker.DockerClient | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+    origin: Origin | None = None
+    key: str | None = None
+    existing: record.Provenance | None = None  # set by `sources` when this release is already recorded
+    workspace: ExitStack | None = None  # the WORKSPACE edit, held from `workspace` to the end of `build`
+    info: BinaryInfo | None = None
+    scripts: tuple[Path, ...] = ()
+    released_at: datetime | None = None
+    image_id: str | None = None
+    digest: str | None = None
+    recorded: bool = False
+
+    @property
+    def docker(self) -> docker.DockerClient:
+        assert self.client is not None, "the base image stage connects first"
+        return self.client
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        import time
+
+        started = time.monotonic()
+        log.info("▶ %s", name)
+        try:
+            yield
+        finally:
+            self.durations[name] = round(self.durations.get(name, 0.0) + time.monotonic() - started, 2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    name: str
+    describe: Callable[[Plan], list[str]]
+    run: Callable[[Run], None]
+    applies: Callable[[Plan], bool] = lambda plan: True
+
+
+# --- sources ---------------------------------------------------------------------------------------------
+
+
+def _describe_sources(plan: Plan) -> list[str]:
+    if plan.based_on is not None:
+        return [f"sources: those of {plan.based_on.ref} (the release this one builds on)"]
+    sources = f"envoy {plan.envoy}" + (f", proxy {plan.proxy}" if plan.proxy else "")
+    return [f"sources: check {sources} (commit, dirty{' allowed' if plan.allow_dirty else ' refused'})"]
+
+
+def _sources(run: Run) -> None:
+    run.origin = origin_of(run.plan)
+    run.key = inputs_key(run.plan, run.origin)
+    existing = recorded(run.plan, run.key)
+    run.existing = existing.release if existing is not None else None
+
+
+# --- the base image and the binary ---------------------------------------------------------------------
+
+
+def _describe_base_image(plan: Plan) -> list[str]:
+    return [f"base image: {plan.base_image} on the Docker engine (pulled if missing)"]
+
+
+def _base_image(run: Run) -> None:
+    from hookbuild.images import engine, registry
+
+    plan = run.plan
+    run.client = run.client or engine.connect()
+    auth = registry.credentials(ImageRef.parse_any(plan.base_image).registry, user=plan.registry_user)
+    hint = (
+        "run scripts/setup.sh, which makes the sample base images"
+        if plan.sample
+        else f"pull or build {plan.base_image} on the engine, or pass --base-image"
+    )
+    engine.ensure(run.docker, plan.base_image, auth=auth, hint=hint)
+
+
+def _builds(plan: Plan) -> bool:
+    return plan.build is not None
+
+
+def _describe_patch(plan: Plan) -> list[str]:
+    assert plan.build is not None
+    patches = ", ".join(p.name for p in plan.build.envoy_patches) or "no patches"
+    return [f"patch: copy envoy to {plan.build.envoy_copy} and apply {patches}"]
+
+
+def _patch(run: Run) -> None:
+    from hookbuild.build import sources
+
+    build, envoy = run.plan.build, run.plan.envoy
+    assert build is not None and build.envoy_copy is not None and envoy is not None
+    sources.patched_copy(envoy, build.envoy_patches, build.envoy_copy)
+
+
+def _describe_workspace(plan: Plan) -> list[str]:
+    assert plan.build is not None
+    if plan.edit:
+        return [f"workspace: {plan.edit.describes} (restored after the build)"]
+    return [f"workspace: no file edited, --override_repository=envoy={plan.build.envoy_path}"]
+
+
+def _workspace(run: Run) -> None:
+    """Hold the checkout (and apply the edit) until the last build is done; restored on any exit."""
+    from hookbuild.build import workspace
+
+    plan = run.plan
+    run.workspace = run.stack.enter_context(ExitStack())
+    if plan.edit is not None and plan.proxy is not None:
+        run.workspace.enter_context(workspace.local_envoy(plan.proxy, plan.edit))
+
+
+def _describe_build(spec: BuildSpec, binary: Path, build_log: Path, label: str) -> list[str]:
+    command = f"(cd {spec.command.cwd} && {spec.command.display()})"
+    return [f"{label}: {command}, log {build_log}", f"locate: {spec.describe_output()} -> {binary}"]
+
+
+def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str) -> None:
+    from hookbuild import command
+    from hookbuild.build import bazel, outputs
+
+    system = run.plan.variant.build_system
+    assert system is not None
+    with bazel.secret_bazelrc(bazel.remote_headers()) as rc:
+        build = system.with_bazelrc(spec.command, rc) if rc else spec.command
+        command.run(build, log_file=build_log, on_line=lambda line: log.info("  │ %s", line), what=label)
+    with run.timed("locate"):
+        built = outputs.resolve_link(spec.output_link, client=run.docker) / spec.output_name
+        if spec.archive_member:
+            outputs.extract(built, spec.archive_member, binary)
+        else:
+            outputs.collect(built, binary)
+
+
+def _describe_debug_build(plan: Plan) -> list[str]:
+    assert plan.debug_build is not None and plan.debug_binary is not None
+    return _describe_build(plan.debug_build, plan.debug_binary, plan.debug_build_log, "debug build")
+
+
+def _debug_build(run: Run) -> None:
+    plan = run.plan
+    assert plan.debug_build is not None and plan.debug_binary is not None
+    _build(run, plan.debug_build, plan.debug_binary, plan.debug_build_log, "debug build")
+
+
+def _describe_main_build(plan: Plan) -> list[str]:
+    assert plan.build is not None
+    return _describe_build(plan.build, plan.binary, plan.build_log, "build")
+
+
+def _main_build(run: Run) -> None:
+    assert run.plan.build is not None
+    try:
+        _build(run, run.plan.build, run.plan.binary, run.plan.build_log, "build")
+    finally:
+        if run.workspace is not None:  # the last build is done: the checkout is restored and released
+            run.workspace.close()
+
+
+def _describe_copy(plan: Plan) -> list[str]:
+    return [f"copy: {plan.variant.binary_in_image} out of {plan.base_image} -> {plan.binary}"]
+
+
+def _copy(run: Run) -> None:
+    from hookbuild.images import engine
+
+    engine.copy_file(run.docker, run.plan.base_image, run.plan.variant.binary_in_image, run.plan.binary)
+
+
+# --- what the binary offers -----------------------------------------------------------------------------
+
+
+def _describe_hookpoints(plan: Plan) -> list[str]:
+    if plan.debug_build:
+        return [f"hookpoints: the stripped binary's addresses from {plan.debug_binary} (same code, checked)"]
+    return ["hookpoints: read the binary's hookpoint symbols; none, or a stripped binary, fails the release"]
+
+
+def _hookpoints(run: Run) -> None:
+    from hookbuild.binary import symbols
+
+    plan = run.plan
+    info = symbols.read_binary(plan.binary, debug_binary=plan.debug_binary)
+    if not info.hookpoints:
+        reason = "is stripped" if info.stripped and info.debug_binary is None else "has no hookpoint symbols"
+        config = f" (--config={plan.variant.symbols_config})" if plan.variant.symbols_config else ""
+        raise HookbuildError(
+            f"{plan.binary} {reason}: an image built from it could not be traced",
+            hint=f"build with symbols{config} and add hookpoint* functions to Envoy",
+        )
+    for warning in info.warnings():
+        log.warning("%s", warning)
+    run.info = info
+
+
+def _describe_scripts(plan: Plan) -> list[str]:
+    return [f"scripts: uprobe scripts, hookpoints.json and trace_all.sh into {plan.dist}"]
+
+
+def _scripts(run: Run) -> None:
+    from hookbuild.probes import scripts, trace_all
+
+    plan, info = run.plan, run.info
+    assert info is not None
+    binary = plan.variant.binary_in_image
+    run.scripts = (
+        *scripts.write_scripts(info, plan.dist, binary=binary),
+        trace_all.write(plan.dist, info, release=plan.ref, binary=binary),
+    )
+
+
+# --- the image -------------------------------------------------------------------------------------------
+
+
+def _describe_image(plan: Plan) -> list[str]:
+    packages = f" with packages {' '.join(plan.packages)}" if plan.packages else ""
+    return [f"image: build {plan.dockerfile.name} FROM {plan.base_image}{packages} as {plan.image}"]
+
+
+def _image(run: Run) -> None:
+    from hookbuild.images import engine
+    from hookbuild.release.labels import labels
+
+    plan = run.plan
+    assert run.origin is not None and run.info is not None
+    run.released_at = run.now().replace(microsecond=0)
+    with _context(plan, run.scripts) as context:
+        run.image_id = engine.build(
+            run.docker,
+            context=context,
+            dockerfile=plan.dockerfile.name,
+            buildargs={"BASE_IMAGE": plan.base_image, "PACKAGES": " ".join(plan.packages)},
+            labels=labels(plan, run.origin, run.info, run.released_at),
+            on_line=lambda line: log.info("  %s", line),
+        )
+
+
+@contextmanager
+def _context(plan: Plan, scripts: tuple[Path, ...]) -> Iterator[Path]:
+    """A minimal build context: the Dockerfile, the binary, the scripts, the variant's extra files."""
+    for stale in plan.dist.glob("hookbuild-context-*"):  # left by a killed run; we hold the release lock
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="hookbuild-context-", dir=plan.dist) as tmp:
+        context = Path(tmp)
+        shutil.copyfile(plan.dockerfile, context / plan.dockerfile.name)
+        os.link(plan.binary, context / "envoy")
+        (context / "tracing").mkdir()
+        for script in scripts:
+            shutil.copy2(script, context / "tracing" / script.name)
+        for name in plan.variant.context_files:
+            shutil.copy2(plan.dockerfile.parent / name, context / name)
+        yield context
+
+
+def _describe_check(plan: Plan) -> list[str]:
+    assert plan.variant.check_command is not None
+    return [f"check: run `{' '.join(plan.variant.check_command)}` in the image"]
+
+
+def _check(run: Run) -> None:
+    from hookbuild.images import engine
+
+    assert run.plan.variant.check_command is not None and run.image_id is not None
+    engine.check(run.docker, run.image_id, run.plan.variant.check_command)
+
+
+def _describe_push(plan: Plan) -> list[str]:
+    return [
+        f"push: {plan.image} (credentials from HOOKBUILD_REGISTRY_* or the Docker config), "
+        "then read the tag's digest back from the registry"
+    ]
+
+
+def _push(run: Run) -> None:
+    from hookbuild.images import engine, registry
+
+    plan = run.plan
+    assert run.image_id is not None
+    # The local tag stays only if the release lands (is recorded); the run's stack removes it otherwise.
+    run.stack.enter_context(engine.tagged(run.docker, run.image_id, plan.image, keep=lambda: run.recorded))
+    auth = registry.credentials(plan.image.registry, user=plan.registry_user)
+    digest = registry.push(run.docker, plan.image, auth=auth, on_progress=_ProgressLog().line)
+    registry.require_pushed(run.docker, plan.image, digest, auth=auth)  # converged? only then record
+    run.digest = digest
+
+
+class _ProgressLog:
+    """Push progress: one line per layer state change, not one per byte count."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, str] = {}
+
+    def line(self, layer: str | None, status: str) -> None:
+        if layer is None:
+            log.info("  ↑ %s", status)
+        elif self._last.get(layer) != status:
+            self._last[layer] = status
+            log.info("  ↑ %s %s", layer, status)
+
+
+def _describe_record(plan: Plan) -> list[str]:
+    return [f"record: {plan.ref} with its digest into {plan.versions_file}"]
+
+
+def _record(run: Run) -> None:
+    from hookbuild.record import edit
+
+    plan, origin, info = run.plan, run.origin, run.info
+    assert origin is not None and info is not None and run.digest and run.released_at
+    provenance = record.Provenance(
+        image=str(plan.image),
+        digest=run.digest,
+        released_at=run.released_at,
+        envoy_commit=origin.commits["envoy"],
+        proxy_commit=origin.commits.get("proxy"),
+        dirty=origin.dirty,
+        binary_sha256=info.sha256,
+        build_id=info.build_id,
+        hookpoints=tuple(record.Hookpoint(mangled=h.name, demangled=h.demangled) for h in info.hookpoints),
+        scripts=tuple(path.name for path in run.scripts),
+        inputs_key=run.key,
+        base_image=plan.base_image,
+        dockerfile=plan.dockerfile.name,
+    )
+    edit.add_release(
+        plan.versions_file,
+        plan.variant.name,
+        plan.version,
+        provenance,
+        replace=plan.force,
+        based_on=plan.based_on.ref if plan.based_on else None,
+        packages=plan.packages,
+    )
+    run.recorded = True
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(name="sources", describe=_describe_sources, run=_sources),
+    Stage(name="base image", describe=_describe_base_image, run=_base_image),
+    Stage(
+        name="patch",
+        describe=_describe_patch,
+        run=_patch,
+        applies=lambda plan: plan.build is not None and plan.build.envoy_copy is not None,
+    ),
+    Stage(
+        name="workspace",
+        describe=_describe_workspace,
+        run=_workspace,
+        applies=lambda plan: plan.build is not None and plan.proxy is not None,
+    ),
+    Stage(
+        name="debug build",
+        describe=_describe_debug_build,
+        run=_debug_build,
+        applies=lambda plan: plan.debug_build is not None,
+    ),
+    Stage(name="build", describe=_describe_main_build, run=_main_build, applies=_builds),
+    Stage(name="copy", describe=_describe_copy, run=_copy, applies=lambda plan: plan.build is None),
+    Stage(name="hookpoints", describe=_describe_hookpoints, run=_hookpoints),
+    Stage(name="scripts", describe=_describe_scripts, run=_scripts),
+    Stage(name="image", describe=_describe_image, run=_image),
+    Stage(
+        name="check",
+        describe=_describe_check,
+        run=_check,
+        applies=lambda plan: plan.variant.check_command is not None,
+    ),
+    Stage(name="push", describe=_describe_push, run=_push),
+    Stage(name="record", describe=_describe_record, run=_record),
+)
+
+
+def steps(plan: Plan) -> list[str]:
+    """Every step of the plan with its command, path or tag: the dry run, from the same stages as the run."""
+    return [line for stage in STAGES if stage.applies(plan) for line in stage.describe(plan)]

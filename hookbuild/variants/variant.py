@@ -1,0 +1,28 @@
+"""A variant's recipe as data: sources, build system, image, where the binary goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hookbuild.build.spec import BuildSystem
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    name: str
+    title: str
+    image_name: str
+    dockerfile: str  # file name under dockerfiles/
+    binary_in_image: str
+    base_image: str  # the upstream image the release is built FROM
+    sample_base_image: str  # the locally made stand-in (scripts/setup.sh)
+    build_system: BuildSystem | None  # None: the binary comes from the `builds_on` release's image
+    target: str = ""  # the build system's target, e.g. istio/proxy's `build_envoy`
+    symbols_config: str | None = None  # Bazel config that keeps symbols (release configs strip hookpoints)
+    needs_proxy: bool = True
+    can_strip: bool = False  # offers a stripped release traced through a debug build's addresses
+    samples: dict[str, str] = field(default_factory=dict)  # role -> folder under examples/
+    builds_on: str | None = None  # a variant whose recorded release image this one is built FROM
+    sample_packages: tuple[str, ...] = ()  # the image packages of a sample release (Debian names)
+    context_files: tuple[str, ...] = ()  # extra files from dockerfiles/ the Dockerfile COPYs
+    check_command: tuple[str, ...] | None = None  # must run in the built image before it is pushed
