@@ -66,7 +66,6 @@ def run(
     *,
     log_file: Path | None = None,
     on_line: Callable[[str], None] | None = None,
-    check: bool = True,
     what: str | None = None,
 ) -> Result:
     """Run to completion, streaming merged stdout/stderr line by line to the log, `log_file` and `on_line`."""
@@ -113,7 +112,7 @@ def run(
         except BaseException:
             _stop(proc)
             raise
-    if check and returncode != 0:
+    if returncode != 0:
         where = f"; full log: {log_file}" if log_file else ""
         last = " | ".join(line.strip() for line in tail if line.strip())[-600:]
         raise CommandFailed(

@@ -11,8 +11,8 @@ from hookbuild.secrets import RedactingFilter
 
 def setup(*, verbose: bool = False) -> None:
     logger = logging.getLogger("hookbuild")
-    if getattr(logger, "_hookbuild_configured", False):
-        return
+    for old in [h for h in logger.handlers if getattr(h, "_hookbuild", False)]:
+        logger.removeHandler(old)  # run again in one process (main(argv)): write to today's stderr
     level = logging.DEBUG if verbose or os.environ.get("HOOKBUILD_DEBUG") else logging.INFO
     handler: logging.Handler
     if sys.stderr.isatty() and not os.environ.get("CI"):
@@ -24,7 +24,7 @@ def setup(*, verbose: bool = False) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     handler.addFilter(RedactingFilter())
+    setattr(handler, "_hookbuild", True)  # noqa: B010  (marks our handler for the next setup)
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
-    logger._hookbuild_configured = True  # type: ignore[attr-defined]

@@ -1,42 +1,35 @@
-"""Record versions are `MAJOR.MINOR`, written as the record writes them and ordered with semver."""
+"""Record versions are `MAJOR.MINOR`: parsed by semver's rules, kept and printed as the record writes them."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import total_ordering
-
-import semver
 
 from hookbuild.errors import VersionError
 
-_PATTERN = re.compile(r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})")
+_HINT = "write MAJOR.MINOR, for example 12.1 (no 'v', no patch part)"
+_LIMIT = 999_999  # six digits: versions are written by people
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Version:
     major: int
     minor: int
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        if not isinstance(text, str) or not _PATTERN.fullmatch(text):
-            raise VersionError(
-                f"invalid version {text!r}",
-                hint="write MAJOR.MINOR, for example 12.1 (no 'v', no patch part)",
-            )
-        major, minor = text.split(".")
-        return cls(int(major), int(minor))
+        """`12.1` -> Version(12, 1). semver rejects leading zeros, signs and junk; the patch part, which
+        semver would add, is refused here: the record's versions have two parts."""
+        import semver
 
-    def _semver(self) -> semver.Version:
-        # Compare semver Versions with each other, never with strings (semver's strict parser rejects 12.0).
-        return semver.Version(self.major, self.minor, 0)
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Version):
-            return NotImplemented
-        return self._semver() < other._semver()
+        if not isinstance(text, str) or text.count(".") != 1:
+            raise VersionError(f"invalid version {text!r}", hint=_HINT)
+        try:
+            parsed = semver.Version.parse(text, optional_minor_and_patch=True)
+        except (ValueError, TypeError):
+            raise VersionError(f"invalid version {text!r}", hint=_HINT) from None
+        if parsed.prerelease or parsed.build or max(parsed.major, parsed.minor) > _LIMIT:
+            raise VersionError(f"invalid version {text!r}", hint=_HINT)
+        return cls(parsed.major, parsed.minor)
 
     def bump_major(self) -> Version:
         return Version(self.major + 1, 0)

@@ -62,3 +62,47 @@ def samples(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     from elf_samples import build
 
     return build(tmp_path_factory.mktemp("elf-samples"))
+
+
+def run_task(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, stdin: str = "") -> Ran:
+    """`invoke ARGS` in this process (the fast lane): the same tasks, exit code and output as the CLI.
+
+    Use run_invoke where the process itself matters (signals, argv, /proc, a timeout).
+    """
+    import contextlib
+    import io
+
+    from hookbuild.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_stdin = dict(os.environ), Path.cwd(), sys.stdin
+    try:
+        os.environ.update(env or {})
+        os.chdir(cwd)
+        sys.stdin = io.StringIO(stdin)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        sys.stdin = saved_stdin
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def record_copy(tmp_path: Path) -> Path:
+    """A copy of the repo's versions.toml to change: tests never write the live record."""
+    import shutil
+
+    copy = tmp_path / "versions.toml"
+    shutil.copyfile(ROOT / "versions.toml", copy)
+    return copy
+
+
+@pytest.fixture
+def registry_namespace() -> str:
+    """A registry namespace of this test's own: never the `hookbuild` one `make demo` pushes to."""
+    import uuid
+
+    return f"hookbuild-test-{uuid.uuid4().hex[:10]}"

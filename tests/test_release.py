@@ -76,11 +76,11 @@ def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> N
         Request(variant=variants.get("istio"), version=Version(12, 1), envoy=None, proxy=None, sample=True),
         settings,
     )
-    steps = "\n".join(steps(release_plan))
-    assert "make build_envoy BUILD_WITH_CONTAINER=1" in steps
-    assert "BAZEL_CONFIG_REL=--config=release-symbol" in steps
-    assert f"{REGISTRY}/hookbuild/istio-proxy:12.1" in steps
-    assert 'http_archive(name = "envoy") -> local_repository(path = "/envoy")' in steps
+    described = "\n".join(steps(release_plan))
+    assert "make build_envoy BUILD_WITH_CONTAINER=1" in described
+    assert "BAZEL_CONFIG_REL=--config=release-symbol" in described
+    assert f"{REGISTRY}/hookbuild/istio-proxy:12.1" in described
+    assert 'http_archive(name = "envoy") -> local_repository(path = "/envoy")' in described
     assert release_plan.versions_file == tmp_path / "sample" / "versions.toml"
     assert digest_of(ROOT / "versions.toml") == before
     override = plan(

@@ -21,7 +21,6 @@ class SourceState:
     path: Path
     commit: str
     dirty: bool
-    branch: str | None  # None when HEAD is detached
 
 
 def inspect(path: Path, *, role: str) -> SourceState:
@@ -48,9 +47,8 @@ def inspect(path: Path, *, role: str) -> SourceState:
             raise SourceError(
                 f"{role} checkout {path} has no commits", hint="commit the sources first"
             ) from exc
-        branch = None if repo.head.is_detached else repo.active_branch.name
         dirty = repo.is_dirty(untracked_files=True)
-    return SourceState(role=role, path=path.resolve(), commit=commit, dirty=dirty, branch=branch)
+    return SourceState(role=role, path=path.resolve(), commit=commit, dirty=dirty)
 
 
 def require_clean(states: list[SourceState], *, allow_dirty: bool) -> None:
