@@ -21,8 +21,17 @@ class Ran:
     stderr: str
 
 
-def run_invoke(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 900) -> Ran:
-    """Run `invoke ARGS` as a real process from the project root, the way users and CI do."""
+def run_invoke(
+    *args: str,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+    process: bool = False,
+) -> Ran:
+    """`invoke ARGS` from the project root: in this process (fast; the same tasks, exit codes and output), or
+    with `process=True` as a real process, the way users and CI run it (signals, argv, /proc, invoke.yaml)."""
+    if not process:
+        return run_task(*args, cwd=cwd, env=env)
     proc = subprocess.run(
         [str(INVOKE), *args],
         cwd=cwd,
@@ -106,3 +115,8 @@ def registry_namespace() -> str:
     import uuid
 
     return f"hookbuild-test-{uuid.uuid4().hex[:10]}"
+
+
+def run_process(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 900) -> Ran:
+    """`invoke ARGS` as a real process (system tests: releases, signals, secrets in /proc, invoke.yaml)."""
+    return run_invoke(*args, cwd=cwd, env=env, timeout=timeout, process=True)

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_invoke
+from conftest import ROOT, run_process
 
 from hookbuild import config
 from hookbuild.errors import ConfigError
@@ -57,10 +57,10 @@ def test_invoke_yaml_and_env_reach_the_cli(tmp_path: Path) -> None:
     )
     (checkout / "invoke.yaml").write_text("hookbuild:\n  registry: registry.yaml.example:5000\n")
     env = {"HOOKBUILD_DIST": str(tmp_path / "dist")}
-    ran = run_invoke("release", "--sample", "--dry-run", cwd=checkout, env=env)
+    ran = run_process("release", "--sample", "--dry-run", cwd=checkout, env=env)
     assert ran.returncode == 0, ran.stderr
     assert "registry.yaml.example:5000/hookbuild/istio-proxy:" in ran.stdout
-    ran = run_invoke(
+    ran = run_process(
         "release", "--sample", "--dry-run", cwd=checkout, env={**env, "HOOKBUILD_REGISTRY": "env:5000"}
     )
     assert "env:5000/hookbuild/istio-proxy:" in ran.stdout

@@ -88,6 +88,7 @@ def _read_all(path: Path) -> None:
         _ = image.build_id, image.pie, image.code_digest()
 
 
+@pytest.mark.slow
 @settings(deadline=2000, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzz_damaged_files_raise_only_symbol_error(

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import ROOT, run_invoke
+from conftest import ROOT, run_process
 from fault_trials import (
     SampleRelease,
     inspect_world,
@@ -338,7 +338,7 @@ def test_disk_full_bump_keeps_the_record(tiny_disk: Path) -> None:
     shutil.copyfile(ROOT / "versions.toml", versions)
     before = versions.read_bytes()
     filler = fill(tiny_disk)
-    ran = run_invoke(
+    ran = run_process(
         "bump", "--variant", "istio", "--minor", "--summary", "disk full", "--versions-file", str(versions)
     )
     assert ran.returncode == 1
@@ -348,7 +348,7 @@ def test_disk_full_bump_keeps_the_record(tiny_disk: Path) -> None:
     record.load(versions)
     assert not list(tiny_disk.glob(".versions.toml.*"))
     filler.unlink()
-    ran = run_invoke(
+    ran = run_process(
         "bump", "--variant", "istio", "--minor", "--summary", "disk freed", "--versions-file", str(versions)
     )
     assert ran.returncode == 0, ran.stderr
@@ -368,7 +368,7 @@ def test_disk_full_at_the_release_record_step(
     )  # fmt: skip
     env = sample.env
     since = time.time()
-    ran = run_invoke(*argv, env=env)
+    ran = run_process(*argv, env=env)
     assert ran.returncode == 1
     line = error_line(ran.stderr)
     assert f"cannot write {versions}: No space left on device" in line, line
@@ -381,7 +381,7 @@ def test_disk_full_at_the_release_record_step(
     ]
     assert inspect_world(docker_client, sample, since=since, versions=VERSIONS).workspace_original
     filler.unlink()
-    rerun = run_invoke(*argv, env=env)
+    rerun = run_process(*argv, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert record.load(versions).get("istio@102.4").release is not None
     docker_client.images.remove(

@@ -17,6 +17,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # hypothesis: hundreds of examples per test; `make test` runs them
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +29,6 @@ from hookbuild.cluster import inject
 from hookbuild.errors import InjectError, RecordError, VersionError, WorkspaceError
 from hookbuild.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 SEED_RECORD = (ROOT / "versions.toml").read_text()
 WORKSPACE = (DATA / "workspaces" / "istio-1.26.WORKSPACE").read_text()

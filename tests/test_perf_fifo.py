@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ENVOY_SRC = ROOT / "examples" / "envoy"
 SAMPLE_PROXYV2 = "hookbuild-sample/proxyv2:sample"
 HELPER = "/usr/local/bin/hookbuild-perf-fifo"

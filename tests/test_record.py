@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from hookbuild import record
 from hookbuild.errors import RecordError, UsageError, VersionError
 from hookbuild.record import edit as record_edit
 from hookbuild.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "versions.toml"
 DATA = Path(__file__).parent / "data" / "record"
 
@@ -353,6 +353,7 @@ print(record_edit.bump(Path(sys.argv[1]), "istio", "minor", "concurrent " + sys.
 """
 
 
+@pytest.mark.slow  # sixteen real processes
 def test_sixteen_concurrent_bumps_lose_nothing(seed: Path) -> None:
     procs = [
         subprocess.Popen([sys.executable, "-c", BUMPER, str(seed), str(i)], stdout=subprocess.PIPE, text=True)
@@ -391,6 +392,7 @@ def _writer(path: Path) -> subprocess.Popen[str]:
     return proc
 
 
+@pytest.mark.slow  # real processes killed and raced
 def test_sigkill_mid_write_leaves_old_or_new_file(seed: Path) -> None:
     rng = random.Random(1234)
     counts = [len(record.load(seed).entries)]
@@ -403,6 +405,16 @@ def test_sigkill_mid_write_leaves_old_or_new_file(seed: Path) -> None:
         text = seed.read_text()
         tomllib.loads(text)  # never a half-written file
         counts.append(len(record.load(seed).entries))
+    # Under load a writer may not finish one bump before its kill: let one land, then kill it mid-flight.
+    proc = _writer(seed)
+    deadline = time.monotonic() + 60
+    while len(record.load(seed).entries) == counts[-1] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()  # type: ignore[union-attr]
+    tomllib.loads(seed.read_text())
+    counts.append(len(record.load(seed).entries))
     assert counts == sorted(counts) and counts[-1] > counts[0]
     # the next writer cleans up a killed writer's temp file and takes the lock at once
     started = time.monotonic()
@@ -411,6 +423,7 @@ def test_sigkill_mid_write_leaves_old_or_new_file(seed: Path) -> None:
     assert not list(seed.parent.glob(".versions.toml.*.tmp"))
 
 
+@pytest.mark.slow  # real processes killed and raced
 def test_queries_during_writes_see_a_valid_file(seed: Path) -> None:
     proc = _writer(seed)
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import git
 import pytest
-from conftest import ROOT, Ran, run_invoke
+from conftest import ROOT, Ran, run_process
 
 from hookbuild import config, variants
 from hookbuild.binary import symbols
@@ -45,7 +45,7 @@ def sample_repo(tmp_path: Path, name: str) -> Path:
 
 def release_checkouts(tmp_path: Path, envoy: Path, proxy: Path, versions: Path, *extra: str) -> Ran:
     """`invoke release` of istio 13.0 from real checkouts onto the sample base image."""
-    return run_invoke(
+    return run_process(
         "release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
         "--base-image", "hookbuild-sample/proxyv2:sample", "--versions-file", str(versions), *extra,
         env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
@@ -99,7 +99,7 @@ def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> N
 
 
 def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
-    ran = run_invoke(
+    ran = run_process(
         "release", "--variant", "istio", "--sample", "--dry-run", env={"HOOKBUILD_DIST": str(tmp_path)}
     )
     assert ran.returncode == 0, ran.stderr
@@ -110,7 +110,7 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
 
 def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: docker.DockerClient) -> None:
     env = {"HOOKBUILD_DIST": str(tmp_path)}
-    ran = run_invoke("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
+    ran = run_process("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads(ran.stdout)
     assert result["image"] == f"{REGISTRY}/hookbuild/istio-proxy:12.1" and not result["reused"]
@@ -152,7 +152,7 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
     assert "12.1" not in [e["version"] for e in tomllib.loads((ROOT / "versions.toml").read_text())["istio"]]
 
     # A CI retry with the same inputs reports the record and does nothing.
-    again = run_invoke("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
+    again = run_process("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     retried = json.loads(again.stdout)
     assert retried["reused"] and retried["digest"] == result["digest"]
@@ -211,7 +211,9 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
 def test_failed_push_records_nothing(
     tmp_path: Path, docker_client: docker.DockerClient, env: dict[str, str], expected: str
 ) -> None:
-    ran = run_invoke("release", "--sample", "--version", "14.3", env={"HOOKBUILD_DIST": str(tmp_path), **env})
+    ran = run_process(
+        "release", "--sample", "--version", "14.3", env={"HOOKBUILD_DIST": str(tmp_path), **env}
+    )
     assert ran.returncode != 0
     assert expected in ran.stderr and "Traceback" not in ran.stderr
     assert "wrong-password-123" not in ran.stderr + ran.stdout

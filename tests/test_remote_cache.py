@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import run_invoke
+from conftest import ROOT, run_process
 
 from hookbuild import command, config
 from hookbuild.build.bazel import REMOTE_HEADER_ENV, remote_headers, secret_bazelrc
@@ -32,7 +32,6 @@ from hookbuild.release.request import Request
 from hookbuild.variants import get
 from hookbuild.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
 CACHE = "http://127.0.0.1:8090"
 CACHE_ROOT = Path("/var/lib/hookbuild/bazel-cache")  # nginx's root (scripts/setup.sh)
 PROCESSES = re.compile(r"^INFO: \d+ process(?:es)?: (.*)\.$", re.MULTILINE)
@@ -81,13 +80,13 @@ def test_second_release_from_a_clean_output_base_hits_the_remote_cache(
     build_dir = envoy_build_dir(tmp_path)
     for version in ("90.1", "90.2"):
         shutil.rmtree(build_dir, ignore_errors=True)  # a clean output base: it lives in the build dir
-        ran = run_invoke(
+        ran = run_process(
             "release", "--sample", "--variant", "envoy", "--version", version, "--verbose", env=env
         )
         assert ran.returncode == 0, ran.stderr[-3000:]
         assert token not in ran.stdout + ran.stderr
         binary = tmp_path / "sample" / "envoy" / version / "envoy"
-        digests.append(json.loads(run_invoke("symbols", str(binary), "--json").stdout)["sha256"])
+        digests.append(json.loads(run_process("symbols", str(binary), "--json").stdout)["sha256"])
     logs = [(tmp_path / "sample" / "envoy" / v / "build.log").read_text() for v in ("90.1", "90.2")]
     assert f"--remote_cache={CACHE}/{cache_prefix}" in logs[0]  # passed through, into the build container
     first, second = _processes(logs[0]), _processes(logs[1])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import ROOT, run_invoke
+from conftest import ROOT, run_process
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
@@ -197,10 +197,10 @@ def runs(
                 ),
             ),
         ]:
-            results[name] = run_invoke(*args, env=env)
+            results[name] = run_process(*args, env=env)
         # A push refused for a wrong password: the error line names the failure, never the password.
         wrong = {**env, "HOOKBUILD_REGISTRY_PASSWORD": f"{password}-wrong"}
-        results["release (wrong password)"] = run_invoke(
+        results["release (wrong password)"] = run_process(
             "release", "--sample", "--version", "104.2", "--verbose", env=wrong
         )
     yield results, dist, watcher

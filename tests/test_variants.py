@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 from bpf import count_hits
-from conftest import run_invoke
+from conftest import run_process
 from test_remote_cache import envoy_build_dir
 
 from hookbuild.binary import symbols
@@ -26,14 +26,14 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def release(dist: Path, *args: str) -> dict[str, object]:
-    ran = run_invoke("release", "--sample", "--json", *args, env={"HOOKBUILD_DIST": str(dist)})
+    ran = run_process("release", "--sample", "--json", *args, env={"HOOKBUILD_DIST": str(dist)})
     assert ran.returncode == 0, ran.stderr[-3000:]
     result: dict[str, object] = json.loads(ran.stdout)
     return result
 
 
 def recorded(dist: Path, variant: str) -> list[dict[str, object]]:
-    ran = run_invoke(
+    ran = run_process(
         "versions", "--variant", variant, "--json", "--versions-file", str(dist / "sample" / "versions.toml")
     )
     assert ran.returncode == 0, ran.stderr
@@ -88,7 +88,7 @@ def test_cilium_variant_with_symbols_and_its_patch(
     script = dist / "sample" / "cilium" / "2.3" / "trace_all.sh"
     shipped = script.read_text()
     script.unlink()
-    ran = run_invoke(
+    ran = run_process(
         "trace-script",
         "cilium@2.3",
         "--versions-file",
@@ -117,7 +117,7 @@ def test_cilium_stripped_release_is_traced_by_debug_addresses(
 
 
 def test_unsupported_stripped_is_one_clear_error(dist: Path) -> None:
-    ran = run_invoke(
+    ran = run_process(
         "release", "--sample", "--variant", "envoy", "--stripped", env={"HOOKBUILD_DIST": str(dist)}
     )
     assert ran.returncode == 2
@@ -151,7 +151,7 @@ def test_istio_perf_builds_on_the_recorded_istio_release(
 
 
 def test_istio_perf_on_a_pre_hookbuild_release_is_refused(dist: Path) -> None:
-    ran = run_invoke(
+    ran = run_process(
         "release",
         "--sample",
         "--variant",
