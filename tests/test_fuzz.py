@@ -17,8 +17,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow  # hypothesis: hundreds of examples per test; `make test` runs them
 from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +26,8 @@ from hookbuild.build.workspace import local_envoy, plan_edit
 from hookbuild.cluster import inject
 from hookbuild.errors import InjectError, RecordError, VersionError, WorkspaceError
 from hookbuild.version import Version
+
+pytestmark = pytest.mark.slow  # hypothesis: hundreds of examples per test; `make test` runs them
 
 DATA = Path(__file__).parent / "data"
 SEED_RECORD = (ROOT / "versions.toml").read_text()
