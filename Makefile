@@ -17,9 +17,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The demo signs with the key setup.sh made once (outside the repo) and ends by verifying what it pushed.
+DEMO_KEY := /etc/hookbuild/demo-signing-key.pem
 demo: setup install
-	$(INVOKE) release --variant istio --sample
+	mkdir -p dist
+	$(INVOKE) release --variant istio --sample --signing-key $(DEMO_KEY) --json > dist/sample-release.json
 	$(INVOKE) versions --variant istio --versions-file dist/sample/versions.toml
+	$(INVOKE) verify "$$($(PY) -c 'import json; r = json.load(open("dist/sample-release.json")); print(r["variant"] + "@" + r["version"])')" \
+		--versions-file dist/sample/versions.toml --key /etc/hookbuild/demo-signing-key.pub.pem
 
 lint: install
 	$(VENV)/bin/ruff check hookbuild tasks.py tests benchmarks scripts

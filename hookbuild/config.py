@@ -29,9 +29,13 @@ class Settings:
     bazel_remote_executor: str | None = None
     bazel_disk_cache: Path | None = None
     bazel_configs: tuple[str, ...] = field(default_factory=tuple)
+    # Supply chain: the private key releases are signed with (its password: HOOKBUILD_SIGNING_KEY_PASSWORD,
+    # env only), and the public key `verify` checks with (default: the signing key's public half).
+    signing_key: Path | None = None
+    verify_key: Path | None = None
 
 
-_PATHS = {"versions_file", "dist", "envoy", "proxy", "bazel_disk_cache"}
+_PATHS = {"versions_file", "dist", "envoy", "proxy", "bazel_disk_cache", "signing_key", "verify_key"}
 
 
 def find_root(start: Path | None = None) -> Path:

@@ -76,3 +76,15 @@ class ImageError(HookbuildError):
 
 class InjectError(HookbuildError):
     """Kubernetes manifests cannot be injected."""
+
+
+class SupplyError(HookbuildError):
+    """Signing, attaching, verifying or promoting a release failed (issue 13's supply chain)."""
+
+
+class SigningError(SupplyError):
+    """The provenance or SBOM could not be made or signed: the release fails and records nothing."""
+
+
+class VerifyError(SupplyError):
+    """A release is not what was recorded and signed: a moved tag, an altered envelope, the wrong key."""

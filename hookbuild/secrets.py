@@ -6,7 +6,7 @@ import logging
 import threading
 
 MASK = "********"
-ENV_NAMES = ("HOOKBUILD_REGISTRY_PASSWORD", "HOOKBUILD_BAZEL_REMOTE_HEADER")
+ENV_NAMES = ("HOOKBUILD_REGISTRY_PASSWORD", "HOOKBUILD_BAZEL_REMOTE_HEADER", "HOOKBUILD_SIGNING_KEY_PASSWORD")
 """Secret settings in our own environment: never inherited by the processes we start (a build container
 takes the whole environment along, where `docker inspect` and every build action can read it)."""
 _lock = threading.Lock()

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # hookbuild machine setup: Debian 12, run as root. Idempotent and fast when
 # everything is already in place. Installs the Debian packages hookbuild needs,
-# starts dockerd, a local registry (127.0.0.1:5000, htpasswd auth) and an nginx
-# WebDAV cache for Bazel (127.0.0.1:8090), mounts tracefs/debugfs, and builds the
-# local base images from examples/images/ (nothing is ever pulled).
+# starts dockerd, two local registries (127.0.0.1:5000 for releases, 127.0.0.1:5001
+# for promotions; the same htpasswd auth) and an nginx WebDAV cache for Bazel
+# (127.0.0.1:8090), mounts tracefs/debugfs, makes the demo signing key, and builds
+# the local base images from examples/images/ (nothing is ever pulled).
 #
 # Under CI=true every component is mandatory: anything that cannot be installed
 # or started fails the script. Otherwise only the kernel mounts may be skipped
 # (with a warning).
 #
 # Secrets: the registry password is generated once into
-# /etc/hookbuild/registry-password (0600) and only ever travels through stdin.
+# /etc/hookbuild/registry-password (0600) and only ever travels through stdin. The
+# demo signing key (ed25519) is made once into /etc/hookbuild/demo-signing-key.pem
+# (0600, outside the repo); its public half sits next to it.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,11 +24,12 @@ ETC=/etc/hookbuild
 STATE=/var/lib/hookbuild
 RUN_DIR=/run/hookbuild
 REGISTRY_ADDR=127.0.0.1:5000
+PROMOTE_REGISTRY_ADDR=127.0.0.1:5001  # `invoke promote`'s target in the demo and the tests
 REGISTRY_USER=hookbuild
-REGISTRY_CONFIG="${ETC}/registry/config.yml"
 REGISTRY_HTPASSWD="${ETC}/registry/htpasswd"
 REGISTRY_PASSWORD_FILE="${ETC}/registry-password"
-REGISTRY_STORAGE="${STATE}/registry"
+DEMO_SIGNING_KEY="${ETC}/demo-signing-key.pem"  # ed25519, 0600; `make demo` signs with it
+DEMO_SIGNING_PUBLIC="${ETC}/demo-signing-key.pub.pem"
 CACHE_ADDR=127.0.0.1:8090
 CACHE_ROOT="${STATE}/bazel-cache"
 NGINX_CONF="${ETC}/nginx.conf"
@@ -41,7 +45,7 @@ LABEL=io.hookbuild.inputs
 PACKAGES=(
     docker.io docker-registry bazel-bootstrap bpftrace busybox-static lld
     apache2-utils nginx-light libnginx-mod-http-dav-ext linux-perf binutils g++
-    git curl zstd make python3 python3-venv debootstrap
+    git curl zstd make python3 python3-venv debootstrap openssl
 )
 
 SUMMARY=()
@@ -78,7 +82,7 @@ if ((${#missing[@]})); then
 else
     ok "packages" "${#PACKAGES[@]} present"
 fi
-for tool in docker dockerd docker-registry bazel bpftrace busybox htpasswd nginx curl zstd g++ strip nm debootstrap; do
+for tool in docker dockerd docker-registry bazel bpftrace busybox htpasswd nginx curl zstd g++ strip nm debootstrap openssl; do
     command -v "${tool}" >/dev/null || die "'${tool}' not on PATH after installing packages"
 done
 
@@ -126,7 +130,8 @@ else
     ok "dockerd" "started"
 fi
 
-# --- registry (docker-registry serve, htpasswd auth) ------------------------
+# --- registries (docker-registry serve, htpasswd auth) ----------------------
+# 127.0.0.1:5000 takes releases; 127.0.0.1:5001 is the promotion target (`invoke promote`), same users.
 if [[ ! -s "${REGISTRY_PASSWORD_FILE}" ]]; then
     (umask 077 && head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 >"${REGISTRY_PASSWORD_FILE}")
 fi
@@ -138,19 +143,25 @@ if [[ ! -s "${REGISTRY_HTPASSWD}" ]] \
         || die "htpasswd could not write ${REGISTRY_HTPASSWD}"
     htpasswd_changed=true
 fi
-install -d -m 0755 "${REGISTRY_STORAGE}"
-registry_config="version: 0.1
+registry_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$1/v2/" || true; }
+registry_up() { [[ "$(registry_code "$1")" == "401" ]]; }
+docker_config="${DOCKER_CONFIG:-${HOME}/.docker}/config.json"
+start_registry() { # name addr: config, storage, pid file and log are named after `name`
+    local name="$1" addr="$2" config="${ETC}/$1/config.yml" storage="${STATE}/$1" pid_file="${RUN_DIR}/$1.pid"
+    local log="/var/log/hookbuild-$1.log" changed=false text pid code
+    install -d -m 0755 "${ETC}/${name}" "${storage}"
+    text="version: 0.1
 log:
   level: info
   fields:
-    service: hookbuild-registry
+    service: hookbuild-${name}
 storage:
   filesystem:
-    rootdirectory: ${REGISTRY_STORAGE}
+    rootdirectory: ${storage}
   delete:
     enabled: true
 http:
-  addr: ${REGISTRY_ADDR}
+  addr: ${addr}
   headers:
     X-Content-Type-Options: [nosniff]
 auth:
@@ -158,40 +169,54 @@ auth:
     realm: hookbuild-registry
     path: ${REGISTRY_HTPASSWD}
 "
-config_changed=false
-if [[ "$(cat "${REGISTRY_CONFIG}" 2>/dev/null)" != "${registry_config%$'\n'}" ]]; then
-    printf '%s' "${registry_config}" >"${REGISTRY_CONFIG}"
-    config_changed=true
-fi
-registry_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://${REGISTRY_ADDR}/v2/" || true; }
-registry_up() { [[ "$(registry_code)" == "401" ]]; }
-registry_pid_file="${RUN_DIR}/registry.pid"
-if registry_up && { "${htpasswd_changed}" || "${config_changed}"; } && [[ -s "${registry_pid_file}" ]]; then
-    # Restart only the registry this script started (by its recorded pid).
-    pid="$(cat "${registry_pid_file}")"
-    if [[ "$(cat "/proc/${pid}/comm" 2>/dev/null)" == docker-registry* ]]; then
-        say "restarting registry (pid ${pid}) to pick up new config/credentials"
-        kill "${pid}" && wait_for 10 "" bash -c "! kill -0 ${pid}" || true
+    if [[ "$(cat "${config}" 2>/dev/null)" != "${text%$'\n'}" ]]; then
+        printf '%s' "${text}" >"${config}"
+        changed=true
     fi
-fi
-if registry_up; then
-    ok "registry ${REGISTRY_ADDR}" "running"
+    if registry_up "${addr}" && { "${htpasswd_changed}" || "${changed}"; } && [[ -s "${pid_file}" ]]; then
+        # Restart only the registry this script started (by its recorded pid).
+        pid="$(cat "${pid_file}")"
+        if [[ "$(cat "/proc/${pid}/comm" 2>/dev/null)" == docker-registry* ]]; then
+            say "restarting registry ${addr} (pid ${pid}) to pick up new config/credentials"
+            kill "${pid}" && wait_for 10 "" bash -c "! kill -0 ${pid}" || true
+        fi
+    fi
+    if registry_up "${addr}"; then
+        ok "registry ${addr}" "running"
+    else
+        code="$(registry_code "${addr}")"
+        [[ "${code}" == "000" ]] || die "something else answers on ${addr} (HTTP ${code} on /v2/, expected 401)"
+        say "starting registry ${addr} (log: ${log})"
+        nohup setsid docker-registry serve "${config}" >>"${log}" 2>&1 </dev/null &
+        echo $! >"${pid_file}"
+        wait_for 20 registry registry_up "${addr}" || die "registry did not answer 401 on http://${addr}/v2/ within 20 s; see ${log}"
+        ok "registry ${addr}" "started"
+    fi
+    if "${htpasswd_changed}" || ! grep -q "\"${addr}\"" "${docker_config}" 2>/dev/null; then
+        docker login "${addr}" -u "${REGISTRY_USER}" --password-stdin <"${REGISTRY_PASSWORD_FILE}" >/dev/null 2>&1 \
+            || die "docker login ${addr} failed"
+        ok "docker login ${addr}" "logged in (${docker_config})"
+    else
+        ok "docker login ${addr}" "credentials in ${docker_config}"
+    fi
+}
+start_registry registry "${REGISTRY_ADDR}"
+start_registry registry-promote "${PROMOTE_REGISTRY_ADDR}"
+
+# --- demo signing key (`make demo` signs its release with it; never in the repo) ----------
+if [[ ! -s "${DEMO_SIGNING_KEY}" ]]; then
+    (umask 077 && openssl genpkey -algorithm ed25519 -out "${DEMO_SIGNING_KEY}.tmp" 2>/dev/null) \
+        || die "openssl could not make the demo signing key"
+    mv -f "${DEMO_SIGNING_KEY}.tmp" "${DEMO_SIGNING_KEY}"
+    ok "demo signing key" "made ${DEMO_SIGNING_KEY}"
 else
-    code="$(registry_code)"
-    [[ "${code}" == "000" ]] || die "something else answers on ${REGISTRY_ADDR} (HTTP ${code} on /v2/, expected 401)"
-    say "starting registry (log: /var/log/hookbuild-registry.log)"
-    nohup setsid docker-registry serve "${REGISTRY_CONFIG}" >>/var/log/hookbuild-registry.log 2>&1 </dev/null &
-    echo $! >"${registry_pid_file}"
-    wait_for 20 registry registry_up || die "registry did not answer 401 on http://${REGISTRY_ADDR}/v2/ within 20 s; see /var/log/hookbuild-registry.log"
-    ok "registry ${REGISTRY_ADDR}" "started"
+    ok "demo signing key" "${DEMO_SIGNING_KEY}"
 fi
-docker_config="${DOCKER_CONFIG:-${HOME}/.docker}/config.json"
-if "${htpasswd_changed}" || ! grep -q "\"${REGISTRY_ADDR}\"" "${docker_config}" 2>/dev/null; then
-    docker login "${REGISTRY_ADDR}" -u "${REGISTRY_USER}" --password-stdin <"${REGISTRY_PASSWORD_FILE}" >/dev/null 2>&1 \
-        || die "docker login ${REGISTRY_ADDR} failed"
-    ok "docker login ${REGISTRY_ADDR}" "logged in (${docker_config})"
-else
-    ok "docker login ${REGISTRY_ADDR}" "credentials in ${docker_config}"
+chmod 0600 "${DEMO_SIGNING_KEY}"
+public="$(openssl pkey -in "${DEMO_SIGNING_KEY}" -pubout 2>/dev/null)" || die "openssl cannot read ${DEMO_SIGNING_KEY}"
+if [[ "$(cat "${DEMO_SIGNING_PUBLIC}" 2>/dev/null)" != "${public}" ]]; then
+    printf '%s\n' "${public}" >"${DEMO_SIGNING_PUBLIC}"
+    chmod 0644 "${DEMO_SIGNING_PUBLIC}"
 fi
 
 # --- nginx WebDAV cache for bazel --remote_cache ----------------------------

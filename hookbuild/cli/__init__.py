@@ -12,7 +12,7 @@ from invoke.collection import Collection
 
 
 def namespace() -> Collection:
-    from hookbuild.cli import cluster, record, release, symbols
+    from hookbuild.cli import cluster, record, release, supply, symbols
 
     return Collection(
         release.release,
@@ -23,6 +23,8 @@ def namespace() -> Collection:
         symbols.symbols,
         symbols.trace_script,
         cluster.inject,
+        supply.verify,
+        supply.promote,
     )
 
 

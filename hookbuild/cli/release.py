@@ -35,6 +35,9 @@ if TYPE_CHECKING:
         "versions-file": "the record to write (default: versions.toml)",
         "allow-dirty": "release from uncommitted sources; the release is recorded as dirty",
         "force": "replace a recorded release of the same version built from other inputs",
+        "signing-key": "private key PEM (ed25519 or ECDSA P-256) that signs the provenance (config: "
+        "signing_key); its password only from HOOKBUILD_SIGNING_KEY_PASSWORD",
+        "no-sign": "no SBOM or signed provenance: the release is recorded as unsigned",
         "dry-run": "print the plan (steps, commands, paths, tags) and change nothing",
         "json": "print the result (or the plan, with --dry-run) as JSON",
         "verbose": "debug logging",
@@ -58,6 +61,8 @@ def release(
     versions_file: str = "",
     allow_dirty: bool = False,
     force: bool = False,
+    signing_key: str = "",
+    no_sign: bool = False,
     dry_run: bool = False,
     json: bool = False,
     verbose: bool = False,
@@ -87,6 +92,7 @@ def release(
         stripped=stripped,
         allow_dirty=allow_dirty,
         force=force,
+        no_sign=no_sign,
     )
     plan = planning.plan(request, settings)
     if dry_run:
@@ -115,6 +121,7 @@ def _print_release(result: Result) -> None:
     print(f"  pinned  {result.pinned}")
     print(f"  binary  {result.binary} ({result.binary_size:,} bytes, sha256 {result.binary_sha256})")
     print(f"  hookpoints {result.hookpoints}")
+    print(f"  signed  {f'key {result.key_id}' if result.key_id else 'no (--no-sign)'}")
     if result.durations:
         print(
             "  stages  " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.durations.items())

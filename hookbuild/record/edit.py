@@ -355,3 +355,25 @@ def set_status(path: Path, ref: str, status: Status, reason: str) -> Entry:
         return dataclasses.replace(entry, status=status, status_reason=reason)
 
     return update(path, change)
+
+
+def add_location(path: Path, ref: str, location: str) -> Entry:
+    """Add a registry tag holding a release's digest (`invoke promote`); already listed: nothing written."""
+
+    def change(doc: tomlkit.TOMLDocument) -> Entry:
+        entry = _current(doc).get(ref)
+        if entry.release is None:
+            raise RecordError(f"{ref} has no release to add a location to", hint="promote a released version")
+        known = entry.release.locations or (entry.release.image,)
+        if location in known:
+            return entry
+        locations = (*known, location)
+        index = _entry_index(doc, entry.variant, entry.version)
+        assert index is not None
+        doc[entry.variant][index]["release"]["locations"] = list(locations)
+        return dataclasses.replace(entry, release=dataclasses.replace(entry.release, locations=locations))
+
+    entry = load(path).get(ref)
+    if entry.release is not None and location in (entry.release.locations or (entry.release.image,)):
+        return entry  # a retry: nothing to write, not even the lock is taken
+    return update(path, change)

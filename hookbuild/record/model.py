@@ -33,6 +33,7 @@ _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_KEY_ID = _DIGEST  # a key id is the sha256 of the public key's DER SubjectPublicKeyInfo
 _BUILD_ID = re.compile(r"(?:[0-9a-f]{2}){4,64}")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._:-]*(?:/[a-z0-9][a-z0-9._-]*)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _REPOSITORY = re.compile(r"[a-z0-9][a-z0-9._:-]*(?:/[a-z0-9][a-z0-9._-]*)+")
@@ -106,6 +107,19 @@ class Provenance:
     """Hash of the release inputs (idempotent retries); None when the sources were dirty."""
     base_image: str
     dockerfile: str
+    # Supply chain (issue 13). False for releases made with --no-sign and for those made before signing.
+    signed: bool = False
+    key_id: str | None = field(default=None, metadata=_check(_matches(_KEY_ID, "a key id 'sha256:<64 hex>'")))
+    attestation: str | None = field(
+        default=None, metadata=_check(_matches(_DIGEST, "a digest 'sha256:<64 hex>'"))
+    )
+    """Digest of the signed provenance's manifest at `<repo>:sha256-<hex>.att`."""
+    sbom: str | None = field(default=None, metadata=_check(_matches(_DIGEST, "a digest 'sha256:<64 hex>'")))
+    """Digest of the SBOM's manifest at `<repo>:sha256-<hex>.sbom`."""
+    locations: tuple[str, ...] = field(
+        default=(), metadata=_check(_matches(_IMAGE, "an image reference with a tag (registry/repo:tag)"))
+    )
+    """Every registry tag holding this digest: the release's own, then each `invoke promote`."""
 
     @property
     def pinned(self) -> str:

@@ -19,6 +19,8 @@ from hookbuild.release.stages import STAGES, Run
 if TYPE_CHECKING:
     import docker
 
+    from hookbuild.supply.oci import Registry
+
 log = logging.getLogger("hookbuild")
 
 
@@ -27,6 +29,7 @@ def execute(
     *,
     client: docker.DockerClient | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    connect: Callable[[str], Registry] | None = None,
 ) -> Result:
     """Run the plan. One release of a variant@version at a time: a second one started meanwhile waits, then
     finds the first one's record (same inputs: reported, nothing pushed) instead of moving the pushed tag."""
@@ -36,7 +39,7 @@ def execute(
         log.info("waiting for another release of %s to finish", plan.ref)
 
     with fsutil.locked(plan.dist / ".release.lock", on_wait=waiting), ExitStack() as stack:
-        run = Run(plan=plan, now=now, stack=stack, client=client)
+        run = Run(plan=plan, now=now, stack=stack, client=client, connect=connect, started=now())
         for stage in STAGES:
             if not stage.applies(plan):
                 continue
@@ -58,6 +61,9 @@ def execute(
             hookpoints=len(run.info.hookpoints),
             reused=False,
             durations=run.durations,
+            key_id=run.signed.key_id if run.signed else None,
+            attestation=run.signed.attestation if run.signed else None,
+            sbom=run.signed.sbom if run.signed else None,
         )
 
 
@@ -75,4 +81,7 @@ def _reported(run: Run) -> Result:
         hookpoints=len(provenance.hookpoints),
         reused=True,
         durations=run.durations,
+        key_id=provenance.key_id,
+        attestation=provenance.attestation,
+        sbom=provenance.sbom,
     )

@@ -10,6 +10,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hookbuild import record
 from hookbuild.build.bazel import BazelOptions, remote_headers
@@ -22,6 +23,9 @@ from hookbuild.release.artifacts import release_dir
 from hookbuild.release.request import EnvoyMode, Request
 from hookbuild.variants import Variant
 from hookbuild.version import Version
+
+if TYPE_CHECKING:
+    from hookbuild.supply.signing import Signer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +49,8 @@ class Plan:
     allow_dirty: bool
     force: bool
     registry_user: str | None = None
+    signer: Signer | None = None  # None: --no-sign, recorded as unsigned
+    bazel_options: tuple[str, ...] = ()  # the scale-out flags every build gets, for the provenance
 
     @property
     def binary(self) -> Path:
@@ -128,6 +134,32 @@ def plan(request: Request, settings: Settings) -> Plan:
         allow_dirty=request.allow_dirty,
         force=request.force,
         registry_user=settings.registry_user,
+        signer=_signer(request, settings),
+        bazel_options=tuple(_bazel(settings).flags()),
+    )
+
+
+def _signer(request: Request, settings: Settings) -> Signer | None:
+    """The release's signing key, loaded now: a missing or unreadable key refuses the plan (and --dry-run)."""
+    if request.no_sign:
+        return None
+    if settings.signing_key is None:
+        raise UsageError(
+            "no signing key: every release is signed (SBOM and SLSA provenance) unless --no-sign says otherwise",
+            hint="pass --signing-key PEM (ed25519 or ECDSA P-256; setting signing_key, HOOKBUILD_SIGNING_KEY), "
+            "or --no-sign to record the release as unsigned",
+        )
+    from hookbuild.supply.signing import load_signer
+
+    return load_signer(settings.signing_key)
+
+
+def _bazel(settings: Settings) -> BazelOptions:
+    return BazelOptions(
+        remote_cache=settings.bazel_remote_cache,
+        remote_executor=settings.bazel_remote_executor,
+        disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
+        configs=settings.bazel_configs,
     )
 
 
@@ -176,12 +208,7 @@ def _build_specs(
     variant = request.variant
     system = variant.build_system
     assert system is not None
-    bazel = BazelOptions(
-        remote_cache=settings.bazel_remote_cache,
-        remote_executor=settings.bazel_remote_executor,
-        disk_cache=str(settings.bazel_disk_cache) if settings.bazel_disk_cache else None,
-        configs=settings.bazel_configs,
-    )
+    bazel = _bazel(settings)
 
     def spec(symbols: bool) -> BuildSpec:
         return system.spec(

@@ -29,3 +29,4 @@ class Request:
     allow_dirty: bool = False
     force: bool = False
     stripped: bool = False  # ship the stripped release build; uprobes use a debug build's addresses
+    no_sign: bool = False  # skip the SBOM and signed provenance; the release is recorded as unsigned

@@ -21,6 +21,9 @@ class Result:
     hookpoints: int
     reused: bool  # a retry found the same release already recorded
     durations: dict[str, float] = field(default_factory=dict)
+    key_id: str | None = None  # the signing key; None: unsigned (--no-sign)
+    attestation: str | None = None  # manifest digest of <repo>:sha256-<hex>.att
+    sbom: str | None = None  # manifest digest of <repo>:sha256-<hex>.sbom
 
     @property
     def pinned(self) -> str:

@@ -1,7 +1,7 @@
 """The release as one ordered tuple of stages: `STAGES` is both what `execute` runs and what `--dry-run` prints.
 
     sources -> base image -> patch -> workspace -> (debug build) -> build | copy -> hookpoints -> scripts
-            -> image -> check -> push -> record
+            -> image -> check -> push -> sign -> record
 
 Each stage says whether it applies to a plan, describes itself from the plan alone (the dry run), and runs
 against a `Run` that carries what earlier stages learnt. A variant that builds on a recorded release
@@ -26,12 +26,15 @@ from hookbuild.errors import HookbuildError
 from hookbuild.images.reference import ImageRef
 from hookbuild.release.identity import Origin, inputs_key, origin_of, recorded
 from hookbuild.release.plan import Plan
+from hookbuild.supply import stage as supply_stage
 
 if TYPE_CHECKING:
     import docker
 
     from hookbuild.binary.symbols import BinaryInfo
     from hookbuild.build.spec import BuildSpec
+    from hookbuild.supply.oci import Registry
+    from hookbuild.supply.stage import Signed
 
 log = logging.getLogger("hookbuild")
 
@@ -54,6 +57,11 @@ class Run:
     released_at: datetime | None = None
     image_id: str | None = None
     digest: str | None = None
+    started: datetime | None = None
+    connect: Callable[[str], Registry] | None = (
+        None  # registry HTTP clients for the sign stage (default: real)
+    )
+    signed: Signed | None = None  # what the sign stage attached; None for --no-sign
     recorded: bool = False
 
     @property
@@ -365,6 +373,11 @@ def _record(run: Run) -> None:
         inputs_key=run.key,
         base_image=plan.base_image,
         dockerfile=plan.dockerfile.name,
+        signed=run.signed is not None,
+        key_id=run.signed.key_id if run.signed else None,
+        attestation=run.signed.attestation if run.signed else None,
+        sbom=run.signed.sbom if run.signed else None,
+        locations=(str(plan.image),),
     )
     edit.add_release(
         plan.versions_file,
@@ -411,6 +424,7 @@ STAGES: tuple[Stage, ...] = (
         applies=lambda plan: plan.variant.check_command is not None,
     ),
     Stage(name="push", describe=_describe_push, run=_push),
+    Stage(name="sign", describe=supply_stage.describe, run=supply_stage.run),
     Stage(name="record", describe=_describe_record, run=_record),
 )
 

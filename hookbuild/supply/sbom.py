@@ -1,0 +1,215 @@
+"""The release image's SBOM, as CycloneDX 1.6 JSON (cyclonedx-python-lib).
+
+Components: every OS package installed in the image (read from the image's dpkg database, also the
+per-package files distroless images keep in /var/lib/dpkg/status.d/), and the Envoy binary with its
+sha256 and GNU build-id, whose pedigree names the source commits and the patches applied. The document
+is deterministic for a release (serial number and timestamp derive from it), so a repeat makes the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from hookbuild.errors import SupplyError
+
+if TYPE_CHECKING:
+    import docker
+
+_NAMESPACE = uuid.UUID("4b1d0a3e-6f0c-4c5e-9d0c-7a1b5f0e2c11")  # hookbuild's, for uuid5 serial numbers
+
+
+@dataclass(frozen=True, kw_only=True)
+class Package:
+    name: str
+    version: str
+    architecture: str
+    source: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageContents:
+    distro: str | None  # os-release ID, e.g. debian
+    distro_version: str | None  # os-release VERSION_ID, e.g. 12
+    packages: tuple[Package, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BinaryFacts:
+    path: str  # in the image
+    sha256: str
+    build_id: str | None
+    commits: tuple[tuple[str, str], ...]  # (role, commit): envoy, proxy
+    patches: tuple[tuple[str, str], ...]  # (file name, sha256)
+
+
+def parse_dpkg_status(text: str) -> Iterator[Package]:
+    """Installed packages of a dpkg status file (RFC 822 paragraphs); others (removed, half-configured)
+    are not in the image's running set and are left out."""
+    for paragraph in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in paragraph.splitlines():
+            if line[:1] in (" ", "\t") or ":" not in line:
+                continue  # a continuation line (Description, Conffiles)
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+        if "Package" in fields and fields.get("Status", "install ok installed").endswith(" installed"):
+            yield Package(
+                name=fields["Package"],
+                version=fields.get("Version", ""),
+                architecture=fields.get("Architecture", ""),
+                source=fields.get("Source", "").split(" ")[0] or None,
+            )
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and not key.startswith("#"):
+            values[key.strip()] = value.strip().strip("\"'")
+    return values
+
+
+def image_contents(client: docker.DockerClient, image: str) -> ImageContents:
+    """What an image installs, read from its files in a created (never started) container."""
+    import docker.errors
+
+    try:
+        container = client.containers.create(image, entrypoint=["/nonexistent"])
+    except docker.errors.APIError as exc:
+        raise SupplyError(
+            f"cannot read the packages of {image}: {exc.explanation or exc}",
+            hint="is the image on the engine?",
+        ) from exc
+    try:
+        files = _read(container, "/var/lib/dpkg/status") or {}
+        files.update(_read(container, "/var/lib/dpkg/status.d") or {})
+        os_release = _read(container, "/usr/lib/os-release") or _read(container, "/etc/os-release") or {}
+    finally:
+        container.remove(force=True)
+    packages = {(p.name, p.architecture): p for text in files.values() for p in parse_dpkg_status(text)}
+    info = parse_os_release(next(iter(os_release.values()), ""))
+    return ImageContents(
+        distro=info.get("ID"),
+        distro_version=info.get("VERSION_ID"),
+        packages=tuple(sorted(packages.values(), key=lambda p: (p.name, p.architecture))),
+    )
+
+
+def _read(container: Any, path: str) -> dict[str, str] | None:
+    """The regular files at `path` (a file or a directory) as text; None if the path does not exist."""
+    import docker.errors
+
+    try:
+        stream, _ = container.get_archive(path)
+        data = b"".join(stream)
+    except docker.errors.NotFound:
+        return None
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar:
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                files[member.name] = handle.read().decode("utf-8", errors="replace")
+    return files
+
+
+def document(
+    *, repository: str, image_digest: str, created: datetime, contents: ImageContents, binary: BinaryFacts
+) -> bytes:
+    """The CycloneDX JSON document for one release image."""
+    from cyclonedx.model import HashAlgorithm, HashType, Property, XsUri
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import (
+        Commit,
+        Component,
+        ComponentType,
+        Diff,
+        Patch,
+        PatchClassification,
+        Pedigree,
+    )
+    from cyclonedx.output.json import JsonV1Dot6
+    from packageurl import PackageURL
+
+    envoy = Component(
+        name="envoy",
+        type=ComponentType.APPLICATION,
+        bom_ref="envoy",
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=binary.sha256)],
+        properties=[
+            Property(name="hookbuild:path", value=binary.path),
+            *([Property(name="hookbuild:build-id", value=binary.build_id)] if binary.build_id else []),
+            *(
+                Property(name=f"hookbuild:patch:{name}", value=f"sha256:{digest}")
+                for name, digest in binary.patches
+            ),
+        ],
+        pedigree=Pedigree(
+            commits=[Commit(uid=commit, message=f"{role} source commit") for role, commit in binary.commits],
+            patches=[
+                Patch(type=PatchClassification.UNOFFICIAL, diff=Diff(url=XsUri(f"file:{name}")))
+                for name, _ in binary.patches
+            ],
+        ),
+    )
+    image = Component(
+        name=repository,
+        type=ComponentType.CONTAINER,
+        bom_ref="image",
+        version=image_digest,
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=image_digest.removeprefix("sha256:"))],
+    )
+    bom = Bom(
+        serial_number=uuid.uuid5(_NAMESPACE, f"{repository}@{image_digest}"),
+        metadata=BomMetaData(component=image, timestamp=created),
+    )
+    bom.components.add(envoy)
+    distro = contents.distro or "unknown"
+    for package in contents.packages:
+        qualifiers = {"arch": package.architecture}
+        if contents.distro_version:
+            qualifiers["distro"] = f"{distro}-{contents.distro_version}"
+        bom.components.add(
+            Component(
+                name=package.name,
+                version=package.version,
+                type=ComponentType.LIBRARY,
+                bom_ref=f"deb:{package.name}:{package.architecture}",
+                purl=PackageURL(
+                    type="deb",
+                    namespace=distro,
+                    name=package.name,
+                    version=package.version,
+                    qualifiers=qualifiers,
+                ),
+            )
+        )
+    bom.register_dependency(image, [envoy])
+    return JsonV1Dot6(bom).output_as_string(indent=None).encode()
+
+
+def names_binary(data: bytes, sha256: str) -> bool:
+    """Does a CycloneDX JSON document list a component with this SHA-256?"""
+    try:
+        bom = json.loads(data)
+        components = list(bom.get("components") or ())
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return any(
+        isinstance(c, dict)
+        and any(
+            h.get("alg") == "SHA-256" and h.get("content") == sha256
+            for h in c.get("hashes") or ()
+            if isinstance(h, dict)
+        )
+        for c in components
+    )

@@ -1,0 +1,158 @@
+"""The release's sign stage, between push and record: SBOM, SLSA provenance, DSSE signature, attachments.
+
+It runs only once the image is pushed and read back (the digest is what gets signed) and before anything is
+recorded: a failure here fails the release and records nothing. `--no-sign` skips it and the release is
+recorded as unsigned; without a key and without `--no-sign` the plan is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hookbuild.errors import SupplyError
+from hookbuild.supply import attach, provenance, sbom, signing
+from hookbuild.supply.attach import Kind
+
+if TYPE_CHECKING:
+    import docker
+
+    from hookbuild.release.plan import Plan
+    from hookbuild.release.stages import Run
+    from hookbuild.supply.oci import Registry
+
+COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Signed:
+    """What the record keeps of the signing: the key's id and the attachments' manifest digests."""
+
+    key_id: str
+    attestation: str
+    sbom: str
+
+
+def describe(plan: Plan) -> list[str]:
+    if plan.signer is None:
+        return ["sign: skipped (--no-sign): the release is recorded as unsigned"]
+    where = f"{plan.image.name}:sha256-<digest>"
+    return [
+        f"sbom: CycloneDX of the image's OS packages and envoy (sha256, build-id, commits, patches) -> {where}.sbom",
+        f"sign: SLSA v1 provenance of the digest, DSSE-signed with key {plan.signer.key_id} -> {where}.att",
+    ]
+
+
+def run(run: Run) -> None:
+    plan, signer = run.plan, run.plan.signer
+    if signer is None:
+        return  # --no-sign: recorded as unsigned
+    assert run.digest is not None and run.info is not None and run.image_id is not None
+    from hookbuild.supply.oci import connector
+
+    facts = build_facts(run)
+    contents = sbom.image_contents(run.docker, run.image_id)
+    document = sbom.document(
+        repository=plan.image.name,
+        image_digest=run.digest,
+        created=facts.finished,
+        contents=contents,
+        binary=sbom.BinaryFacts(
+            path=plan.variant.binary_in_image,
+            sha256=run.info.sha256,
+            build_id=run.info.build_id,
+            commits=tuple(run.origin.commits.items()) if run.origin else (),
+            patches=_patches(plan),
+        ),
+    )
+    envelope = signing.sign_envelope(signer, provenance.payload(facts))
+    connect = run.connect or connector(plan.registry_user)
+    with connect(plan.image.registry) as registry:
+        att = _attach(registry, plan.image.repository, run.digest, Kind.ATTESTATION, envelope)
+        bom = _attach(registry, plan.image.repository, run.digest, Kind.SBOM, document)
+    run.signed = Signed(key_id=signer.key_id, attestation=att, sbom=bom)
+
+
+def _attach(registry: Registry, repo: str, digest: str, kind: Kind, document: bytes) -> str:
+    annotations = (
+        {COSIGN_SIGNATURE_ANNOTATION: "", "predicateType": provenance.PREDICATE_TYPE}
+        if kind is Kind.ATTESTATION
+        else None
+    )
+    attached = attach.push(registry, repo, digest, kind, document, annotations=annotations)
+    held = registry.manifest_digest(repo, attached.tag)  # converged? only then record
+    if held != attached.digest:
+        raise SupplyError(
+            f"{registry.host}/{repo}:{attached.tag} holds {held} right after hookbuild pushed {attached.digest}",
+            hint="another push raced this one; release again (nothing was recorded)",
+        )
+    return attached.digest
+
+
+def build_facts(run: Run) -> provenance.BuildFacts:
+    plan, origin, info = run.plan, run.origin, run.info
+    assert origin is not None and info is not None and run.digest is not None and run.started is not None
+    builds = [spec for spec in (plan.debug_build, plan.build) if spec is not None]
+    sources = {"envoy": plan.envoy, "proxy": plan.proxy}
+    dependencies = [
+        provenance.Dependency(
+            name=role,
+            uri=f"git+file://{sources[role]}" if sources.get(role) else f"git:{role}",
+            digest={"gitCommit": commit},
+        )
+        for role, commit in origin.commits.items()
+    ]
+    dependencies += [
+        provenance.Dependency(name=f"patch {name}", uri=f"file:{name}", digest={"sha256": digest})
+        for name, digest in _patches(plan)
+    ]
+    dependencies.append(_image_dependency(run.docker, plan.base_image, "base image"))
+    dependencies.append(
+        provenance.Dependency(
+            name="dockerfile",
+            uri=f"file:dockerfiles/{plan.dockerfile.name}",
+            digest={"sha256": hashlib.sha256(plan.dockerfile.read_bytes()).hexdigest()},
+        )
+    )
+    return provenance.BuildFacts(
+        repository=plan.image.name,
+        image_digest=run.digest,
+        binary_sha256=info.sha256,
+        binary_path=plan.variant.binary_in_image,
+        build_id=info.build_id,
+        variant=plan.variant.name,
+        version=str(plan.version),
+        sample=plan.sample,
+        based_on=plan.based_on.ref if plan.based_on else None,
+        commands=tuple(spec.command.display() for spec in builds),
+        bazel_options=plan.bazel_options,
+        dockerfile=plan.dockerfile.name,
+        packages=plan.packages,
+        dependencies=tuple(dependencies),
+        builder=f"urn:hookbuild:builder:{socket.gethostname()}",
+        started=run.started,
+        finished=run.now(),
+    )
+
+
+def _patches(plan: Plan) -> tuple[tuple[str, str], ...]:
+    patches = plan.build.envoy_patches if plan.build else ()
+    return tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in patches if p.is_file())
+
+
+def _image_dependency(client: docker.DockerClient, reference: str, name: str) -> provenance.Dependency:
+    """An image by its registry digest when it came from a registry, else by its local image ID."""
+    image = client.images.get(reference)
+    repo_digests = [d for d in image.attrs.get("RepoDigests") or () if "@sha256:" in d]
+    if "@sha256:" in reference:
+        digest = reference.rsplit("@", 1)[1]
+    elif repo_digests:
+        digest = repo_digests[0].rsplit("@", 1)[1]
+    else:  # made on this engine (the sample stand-ins): its config digest is all there is
+        digest = str(image.id)
+        name = f"{name} (local image ID)"
+    return provenance.Dependency(
+        name=name, uri=f"docker-image://{reference}", digest={"sha256": digest.removeprefix("sha256:")}
+    )
