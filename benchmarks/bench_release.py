@@ -91,6 +91,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hookbuild-bench-") as tmp:
         work, dist = Path(tmp) / "raw", Path(tmp) / "dist"
         work.mkdir()
+        # Releases sign (issue 13): a throwaway key; what signing costs is benchmarks/bench_supply.py's job.
+        key = Path(tmp) / "signing-key.pem"
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True)
+        key.chmod(0o600)
+        os.environ["HOOKBUILD_SIGNING_KEY"] = str(key)
         # Warm-up: both sides see a warm Bazel output base and local base layers.
         hookbuild_release(dist, "90.0")
         raw_release(work, f"{REGISTRY}/hookbuild/raw-bench:warmup")

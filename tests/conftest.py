@@ -52,6 +52,30 @@ def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no
         yield
 
 
+def signing_env() -> dict[str, str]:
+    """The session's signing key setting, for code that loads settings from an explicit environment."""
+    return {"HOOKBUILD_SIGNING_KEY": os.environ["HOOKBUILD_SIGNING_KEY"]}
+
+
+def make_signing_key(path: Path, algorithm: str = "ed25519") -> Path:
+    """A real private key PEM made by openssl, mode 0600 (releases refuse keys others can read)."""
+    argv = ["openssl", "genpkey", "-algorithm", algorithm, "-out", str(path)]
+    if algorithm == "EC":
+        argv[4:4] = ["-pkeyopt", "ec_paramgen_curve:P-256"]
+    subprocess.run(argv, check=True, capture_output=True)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _signing_key(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Every release signs (issue 13): tests sign with a key of the session's own, never the demo key."""
+    key = make_signing_key(tmp_path_factory.mktemp("signing") / "test-signing-key.pem")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOOKBUILD_SIGNING_KEY", str(key))
+        yield key
+
+
 @pytest.fixture(scope="session")
 def docker_client():  # type: ignore[no-untyped-def]
     import docker

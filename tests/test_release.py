@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import git
 import pytest
-from conftest import ROOT, Ran, run_process
+from conftest import ROOT, Ran, run_process, signing_env
 
 from hookbuild import config, variants
 from hookbuild.binary import symbols
@@ -70,7 +70,7 @@ def digest_of(path: Path) -> str:
 
 
 def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> None:
-    settings = config.load(ROOT, env={"HOOKBUILD_DIST": str(tmp_path)})
+    settings = config.load(ROOT, env={"HOOKBUILD_DIST": str(tmp_path), **signing_env()})
     before = digest_of(ROOT / "versions.toml")
     release_plan = plan(
         Request(variant=variants.get("istio"), version=Version(12, 1), envoy=None, proxy=None, sample=True),
@@ -104,7 +104,7 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
     )
     assert ran.returncode == 0, ran.stderr
     assert "dry run, nothing changed" in ran.stdout
-    assert "9. record:" in ran.stdout
+    assert "11. sign: SLSA v1 provenance" in ran.stdout and "12. record:" in ran.stdout
     assert not (tmp_path / "sample" / "istio").exists()
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import ROOT, run_process
+from conftest import ROOT, run_process, signing_env
 
 from hookbuild import command, config
 from hookbuild.build.bazel import REMOTE_HEADER_ENV, remote_headers, secret_bazelrc
@@ -61,7 +61,7 @@ def _processes(log: str) -> dict[str, int]:
 
 def envoy_build_dir(dist: Path) -> Path:
     """Where the envoy variant's sample build keeps ENVOY_DOCKER_BUILD_DIR (Bazel's output base inside)."""
-    settings = config.load(ROOT, env={"HOOKBUILD_DIST": str(dist)})
+    settings = config.load(ROOT, env={"HOOKBUILD_DIST": str(dist), **signing_env()})
     planned = plan(Request(variant=get("envoy"), version=Version(1, 0), sample=True), settings)
     assert planned.build is not None
     return Path(planned.build.command.env["ENVOY_DOCKER_BUILD_DIR"])

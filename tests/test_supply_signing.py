@@ -19,14 +19,18 @@ def openssl_key(path: Path, *args: str, password: str | None = None) -> Path:
     """A private key PEM made by openssl, mode 0600 (encrypted with `password` if given)."""
     crypt = ["-aes-256-cbc", "-pass", "env:KEYPASS"] if password else []
     env = {"PATH": "/usr/bin:/bin", "KEYPASS": password or ""}
-    subprocess.run(["openssl", "genpkey", *args, *crypt, "-out", str(path)], check=True, env=env, capture_output=True)
+    subprocess.run(
+        ["openssl", "genpkey", *args, *crypt, "-out", str(path)], check=True, env=env, capture_output=True
+    )
     path.chmod(0o600)
     return path
 
 
 def public_half(private: Path) -> Path:
     out = private.with_suffix(".pub")
-    subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(out)], check=True, capture_output=True
+    )
     return out
 
 
@@ -37,8 +41,12 @@ def test_pae_is_the_dsse_spec_encoding() -> None:
     )
 
 
-@pytest.mark.parametrize("algorithm", [["-algorithm", "ed25519"], ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]])
-def test_an_envelope_opens_with_the_public_key_and_not_after_tampering(tmp_path: Path, algorithm: list[str]) -> None:
+@pytest.mark.parametrize(
+    "algorithm", [["-algorithm", "ed25519"], ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]]
+)
+def test_an_envelope_opens_with_the_public_key_and_not_after_tampering(
+    tmp_path: Path, algorithm: list[str]
+) -> None:
     key = openssl_key(tmp_path / "key.pem", *algorithm)
     signer = signing.load_signer(key, env={})
     public = signing.load_public_key(public_half(key))

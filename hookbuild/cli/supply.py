@@ -90,4 +90,3 @@ def promote(
     print(f"promoted {result.ref} to {result.location}@{result.digest} ({what})")
     for location in result.locations:
         print(f"  {location}")
-

@@ -22,6 +22,7 @@ from hookbuild.errors import SupplyError
 
 if TYPE_CHECKING:
     import docker
+    from cyclonedx.model.component import Component
 
 _NAMESPACE = uuid.UUID("4b1d0a3e-6f0c-4c5e-9d0c-7a1b5f0e2c11")  # hookbuild's, for uuid5 serial numbers
 
@@ -126,8 +127,33 @@ def document(
     *, repository: str, image_digest: str, created: datetime, contents: ImageContents, binary: BinaryFacts
 ) -> bytes:
     """The CycloneDX JSON document for one release image."""
-    from cyclonedx.model import HashAlgorithm, HashType, Property, XsUri
+    from cyclonedx.model import HashAlgorithm, HashType
     from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
+
+    envoy = _envoy(binary)
+    image = Component(
+        name=repository,
+        type=ComponentType.CONTAINER,
+        bom_ref="image",
+        version=image_digest,
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=image_digest.removeprefix("sha256:"))],
+    )
+    bom = Bom(
+        serial_number=uuid.uuid5(_NAMESPACE, f"{repository}@{image_digest}"),
+        metadata=BomMetaData(component=image, timestamp=created),
+    )
+    bom.components.add(envoy)
+    for package in contents.packages:
+        bom.components.add(_package(package, contents))
+    bom.register_dependency(image, [envoy])
+    return JsonV1Dot6(bom).output_as_string(indent=None).encode()
+
+
+def _envoy(binary: BinaryFacts) -> Component:
+    """The binary uprobes attach to: its hash and build-id; its pedigree, the commits and patches built."""
+    from cyclonedx.model import HashAlgorithm, HashType, Property, XsUri
     from cyclonedx.model.component import (
         Commit,
         Component,
@@ -137,10 +163,8 @@ def document(
         PatchClassification,
         Pedigree,
     )
-    from cyclonedx.output.json import JsonV1Dot6
-    from packageurl import PackageURL
 
-    envoy = Component(
+    return Component(
         name="envoy",
         type=ComponentType.APPLICATION,
         bom_ref="envoy",
@@ -161,40 +185,25 @@ def document(
             ],
         ),
     )
-    image = Component(
-        name=repository,
-        type=ComponentType.CONTAINER,
-        bom_ref="image",
-        version=image_digest,
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=image_digest.removeprefix("sha256:"))],
-    )
-    bom = Bom(
-        serial_number=uuid.uuid5(_NAMESPACE, f"{repository}@{image_digest}"),
-        metadata=BomMetaData(component=image, timestamp=created),
-    )
-    bom.components.add(envoy)
+
+
+def _package(package: Package, contents: ImageContents) -> Component:
+    from cyclonedx.model.component import Component, ComponentType
+    from packageurl import PackageURL
+
     distro = contents.distro or "unknown"
-    for package in contents.packages:
-        qualifiers = {"arch": package.architecture}
-        if contents.distro_version:
-            qualifiers["distro"] = f"{distro}-{contents.distro_version}"
-        bom.components.add(
-            Component(
-                name=package.name,
-                version=package.version,
-                type=ComponentType.LIBRARY,
-                bom_ref=f"deb:{package.name}:{package.architecture}",
-                purl=PackageURL(
-                    type="deb",
-                    namespace=distro,
-                    name=package.name,
-                    version=package.version,
-                    qualifiers=qualifiers,
-                ),
-            )
-        )
-    bom.register_dependency(image, [envoy])
-    return JsonV1Dot6(bom).output_as_string(indent=None).encode()
+    qualifiers = {"arch": package.architecture}
+    if contents.distro_version:
+        qualifiers["distro"] = f"{distro}-{contents.distro_version}"
+    return Component(
+        name=package.name,
+        version=package.version,
+        type=ComponentType.LIBRARY,
+        bom_ref=f"deb:{package.name}:{package.architecture}",
+        purl=PackageURL(
+            type="deb", namespace=distro, name=package.name, version=package.version, qualifiers=qualifiers
+        ),
+    )
 
 
 def names_binary(data: bytes, sha256: str) -> bool:

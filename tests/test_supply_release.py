@@ -1,0 +1,229 @@
+"""The supply chain on real components: a signed sample release in the local registry, verified, tampered
+with for real (a moved tag, an altered envelope, the wrong key), promoted to the second registry by digest.
+
+Every test pushes into its own namespace (hookbuild-test-supply-<random>) and writes its own record copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+from conftest import ROOT, Ran, make_signing_key, run_invoke
+
+from hookbuild import config, record, variants
+from hookbuild.errors import SupplyError
+from hookbuild.images.reference import ImageRef
+from hookbuild.release.execute import execute
+from hookbuild.release.plan import plan
+from hookbuild.release.request import Request
+from hookbuild.supply import attach
+from hookbuild.supply.attach import Kind
+from hookbuild.supply.oci import Registry
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
+
+PROMOTE_REGISTRY = "127.0.0.1:5001"
+
+
+def registry_auth() -> dict[str, str]:
+    password = Path("/etc/hookbuild/registry-password")
+    if not password.is_file():
+        pytest.fail("no local registry credentials; run scripts/setup.sh")
+    return {"username": "hookbuild", "password": password.read_text().strip()}
+
+
+@dataclass(frozen=True)
+class Released:
+    ref: str
+    namespace: str
+    dist: Path
+    key: Path
+    result: dict[str, object]
+
+    @property
+    def versions(self) -> Path:
+        return self.dist / "sample" / "versions.toml"
+
+    def entry(self) -> record.Entry:
+        return record.load(self.versions).get(self.ref)
+
+    def invoke(self, *args: str) -> Ran:
+        return run_invoke(*args, "--versions-file", str(self.versions), env=self.env)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "HOOKBUILD_DIST": str(self.dist),
+            "HOOKBUILD_NAMESPACE": self.namespace,
+            "HOOKBUILD_SIGNING_KEY": str(self.key),
+        }
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
+    """One signed sample release (after a first attempt whose attachment the registry refused)."""
+    work = tmp_path_factory.mktemp("supply")
+    namespace = f"hookbuild-test-supply-{uuid.uuid4().hex[:8]}"
+    key, dist = make_signing_key(work / "signing.pem"), work / "dist"
+    env = {"HOOKBUILD_DIST": str(dist), "HOOKBUILD_NAMESPACE": namespace, "HOOKBUILD_SIGNING_KEY": str(key)}
+    settings = config.load(ROOT, env=env)
+    the_plan = plan(Request(variant=variants.get("istio"), version=None, sample=True), settings)
+    ref = the_plan.ref
+    # The registry refuses the attachment (bad credentials for it alone): the release fails, records nothing.
+    refused = {"username": "hookbuild", "password": "not-the-password"}
+    with pytest.raises(SupplyError, match="refused"):
+        execute(the_plan, connect=lambda host: Registry(host, auth=refused))
+    entry = record.load(the_plan.versions_file).find("istio", the_plan.version)
+    assert entry is None or entry.release is None  # nothing recorded
+    client = docker.from_env()
+    assert str(the_plan.image) not in [t for image in client.images.list() for t in image.tags]
+    ran = run_invoke("release", "--variant", "istio", "--sample", "--json", env=env)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    yield Released(ref=ref, namespace=namespace, dist=dist, key=key, result=json.loads(ran.stdout))
+    client.images.remove(str(the_plan.image), noprune=True)  # the recorded release's local tag
+    client.close()
+
+
+def test_the_registry_holds_a_signed_attestation_and_an_sbom(released: Released) -> None:
+    release = released.entry().release
+    assert release is not None and release.signed
+    image = ImageRef.parse(release.image)
+    hexdigest = release.digest.removeprefix("sha256:")
+    with Registry(image.registry, auth=registry_auth()) as registry:
+        assert registry.manifest_digest(image.repository, f"sha256-{hexdigest}.att") == release.attestation
+        assert registry.manifest_digest(image.repository, f"sha256-{hexdigest}.sbom") == release.sbom
+        _, (envelope,) = attach.fetch(registry, image.repository, release.digest, Kind.ATTESTATION)
+        _, (bom,) = attach.fetch(registry, image.repository, release.digest, Kind.SBOM)
+    data = json.loads(envelope)
+    assert data["payloadType"] == "application/vnd.in-toto+json"
+    statement = json.loads(base64.b64decode(data["payload"]))
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert {"sha256": hexdigest} in [s["digest"] for s in statement["subject"]]
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["externalParameters"]["variant"] == "istio"
+    assert any("make build_envoy" in c for c in definition["internalParameters"]["buildCommands"])
+    assert {d["digest"].get("gitCommit") for d in definition["resolvedDependencies"]} >= {
+        release.envoy_commit
+    }
+    components = json.loads(bom)["components"]
+    envoy = next(c for c in components if c["name"] == "envoy")
+    assert envoy["hashes"] == [{"alg": "SHA-256", "content": release.binary_sha256}]
+    assert any(c.get("purl", "").startswith("pkg:deb/debian/") for c in components)  # read from the image
+
+
+def test_verify_passes_and_prints_the_public_key(released: Released) -> None:
+    ran = released.invoke("verify", released.ref, "--json")
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    public = subprocess.run(
+        ["openssl", "pkey", "-in", str(released.key), "-pubout"], capture_output=True, text=True, check=True
+    )
+    assert result["ok"] and result["public_key"].strip() == public.stdout.strip()
+    assert result["key_id"] == released.entry().release.key_id  # type: ignore[union-attr]
+    assert {c["name"] for c in result["checks"]} == {"tag", "signature", "subject", "attestation", "sbom"}
+
+
+def test_the_wrong_key_fails(released: Released, tmp_path: Path) -> None:
+    other = make_signing_key(tmp_path / "other.pem")
+    ran = released.invoke("verify", released.ref, "--key", str(other))
+    assert ran.returncode != 0
+    lines = ran.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and "no signature checks with key" in lines[-1]
+    assert "Traceback" not in ran.stderr
+
+
+def test_an_altered_envelope_fails(released: Released) -> None:
+    release = released.entry().release
+    assert release is not None
+    image = ImageRef.parse(release.image)
+    tag = attach.tag_for(release.digest, Kind.ATTESTATION)
+    with Registry(image.registry, auth=registry_auth()) as registry:
+        original = registry.manifest(image.repository, tag)
+        _, (envelope,) = attach.fetch(registry, image.repository, release.digest, Kind.ATTESTATION)
+        data = json.loads(envelope)
+        statement = json.loads(base64.b64decode(data["payload"]))
+        statement["predicate"]["buildDefinition"]["externalParameters"]["version"] = "99.9"
+        data["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()  # signature kept
+        attach.push(registry, image.repository, release.digest, Kind.ATTESTATION, json.dumps(data).encode())
+        try:
+            ran = released.invoke("verify", released.ref)
+        finally:
+            registry.put_manifest(image.repository, tag, original.raw, original.media_type)
+    assert ran.returncode != 0
+    assert "no signature checks with key" in ran.stderr.strip().splitlines()[-1]
+    assert released.invoke("verify", released.ref).returncode == 0  # restored: the same bytes verify again
+
+
+def test_promote_copies_by_digest_with_attachments_and_a_retry_is_a_no_op(released: Released) -> None:
+    target = f"{PROMOTE_REGISTRY}/{released.namespace}"
+    ran = released.invoke("promote", released.ref, "--to", target, "--json")
+    assert ran.returncode == 0, ran.stderr
+    promotion = json.loads(ran.stdout)
+    release = released.entry().release
+    assert release is not None
+    dest = ImageRef.parse(promotion["location"])
+    assert dest.registry == PROMOTE_REGISTRY and set(promotion["copied"]) == {"image", "att", "sbom"}
+    with Registry(PROMOTE_REGISTRY, auth=registry_auth()) as registry:
+        assert registry.manifest_digest(dest.repository, dest.tag) == release.digest
+        assert (
+            registry.manifest_digest(dest.repository, attach.tag_for(release.digest, Kind.ATTESTATION))
+            == release.attestation
+        )
+    assert release.locations == (release.image, str(dest))
+    again = released.invoke("promote", released.ref, "--to", target, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["copied"] == []
+    assert released.entry().release == release  # the record did not change
+    verified = released.invoke("verify", released.ref, "--json")
+    assert verified.returncode == 0, verified.stderr
+    assert {c["location"] for c in json.loads(verified.stdout)["checks"]} == set(release.locations)
+
+
+def test_a_moved_tag_fails(released: Released, docker_client: docker.DockerClient) -> None:
+    """Last: pushes another image over the release's tag."""
+    release = released.entry().release
+    assert release is not None
+    image = ImageRef.parse(release.image)
+    with Registry(image.registry, auth=registry_auth()) as registry:
+        original = registry.manifest(image.repository, release.digest)
+        other = registry.manifest(
+            image.repository, attach.tag_for(release.digest, Kind.SBOM)
+        )  # any other manifest
+        registry.put_manifest(image.repository, image.tag, other.raw, other.media_type)
+        try:
+            ran = released.invoke("verify", released.ref)
+        finally:
+            registry.put_manifest(image.repository, image.tag, original.raw, original.media_type)
+    assert ran.returncode != 0
+    line = ran.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: tag moved:") and release.digest in line
+
+
+def test_no_sign_is_recorded_unsigned_and_verify_fails_closed(tmp_path: Path) -> None:
+    namespace = f"hookbuild-test-supply-{uuid.uuid4().hex[:8]}"
+    env = {"HOOKBUILD_DIST": str(tmp_path), "HOOKBUILD_NAMESPACE": namespace}
+    ran = run_invoke("release", "--variant", "istio", "--sample", "--no-sign", "--json", env=env)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    result = json.loads(ran.stdout)
+    assert result["key_id"] is None and "sign" in result["durations"]
+    versions = tmp_path / "sample" / "versions.toml"
+    ref = f"istio@{result['version']}"
+    release = record.load(versions).get(ref).release
+    assert release is not None and not release.signed and release.attestation is None
+    image = ImageRef.parse(release.image)
+    with Registry(image.registry, auth=registry_auth()) as registry:
+        assert (
+            registry.manifest_digest(image.repository, attach.tag_for(release.digest, Kind.ATTESTATION))
+            is None
+        )
+    verified = run_invoke("verify", ref, "--versions-file", str(versions), env=env)
+    docker.from_env().images.remove(release.image, noprune=True)
+    assert verified.returncode != 0
+    assert verified.stderr.strip().splitlines()[-1].startswith(f"error: {ref} is recorded as unsigned")
