@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 INVOKE = Path(sys.executable).parent / "invoke"
+NAMESPACE = f"hookbuild-test-{os.getpid()}"
+"""The registry namespace every test pushes into unless it picks its own: never `hookbuild`, the demo's."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,12 @@ def run_invoke(
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """Caches (the symbols cache) live in the test session, never in the user's ~/.cache."""
+def _own_cache_dir_and_namespace(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Caches (the symbols cache) live in the test session, never in the user's ~/.cache; pushes go to the
+    session's own registry namespace, so `make test` never moves a tag `make demo` recorded."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        patch.setenv("HOOKBUILD_NAMESPACE", NAMESPACE)
         yield
 
 

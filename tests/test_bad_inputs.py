@@ -615,6 +615,12 @@ def _prepare(case: Case, work: Path, samples: Samples) -> dict[str, str]:
             _proxy_copy(path, "examples")
             (path / "Makefile").write_text(f"build_envoy:\n\tln -sfn {arg} bazel-bin\n")
             _git_repo(path)
+            if arg.startswith(
+                "/home/.cache/"
+            ):  # the volume a real containerised build leaves, whatever ran before
+                import docker
+
+                docker.from_env().volumes.create("cache")
         elif kind == "link":
             path.symlink_to(arg)
         else:

@@ -56,7 +56,7 @@ def test_invoke_yaml_and_env_reach_the_cli(tmp_path: Path) -> None:
         ignore=shutil.ignore_patterns(".venv", ".git", "dist", "*.lock", "__pycache__", "bazel-*"),
     )
     (checkout / "invoke.yaml").write_text("hookbuild:\n  registry: registry.yaml.example:5000\n")
-    env = {"HOOKBUILD_DIST": str(tmp_path / "dist")}
+    env = {"HOOKBUILD_DIST": str(tmp_path / "dist"), "HOOKBUILD_NAMESPACE": ""}  # empty: not set
     ran = run_process("release", "--sample", "--dry-run", cwd=checkout, env=env)
     assert ran.returncode == 0, ran.stderr
     assert "registry.yaml.example:5000/hookbuild/istio-proxy:" in ran.stdout

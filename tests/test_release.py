@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import git
 import pytest
-from conftest import ROOT, Ran, run_process, signing_env
+from conftest import NAMESPACE, ROOT, Ran, run_process, signing_env
 
 from hookbuild import config, variants
 from hookbuild.binary import symbols
@@ -113,7 +113,7 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
     ran = run_process("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads(ran.stdout)
-    assert result["image"] == f"{REGISTRY}/hookbuild/istio-proxy:12.1" and not result["reused"]
+    assert result["image"] == f"{REGISTRY}/{NAMESPACE}/istio-proxy:12.1" and not result["reused"]
     assert "│" in ran.stderr  # the build log streamed live
     assert (tmp_path / "sample" / "istio" / "12.1" / "build.log").read_text().count("\n") > 3
 
@@ -121,7 +121,7 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
     registry_data = docker_client.images.get_registry_data(result["image"], auth_config=registry_auth())
     assert registry_data.id == result["digest"]
     docker_client.images.remove(result["image"], noprune=True)
-    docker_client.images.pull(f"{REGISTRY}/hookbuild/istio-proxy", tag="12.1", auth_config=registry_auth())
+    docker_client.images.pull(f"{REGISTRY}/{NAMESPACE}/istio-proxy", tag="12.1", auth_config=registry_auth())
     envoy = engine.copy_file(
         docker_client, result["pinned"], "/usr/local/bin/envoy", tmp_path / "envoy-in-image"
     )
@@ -203,7 +203,7 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
         ),
         (
             {"HOOKBUILD_REGISTRY": "127.0.0.1:5999"},
-            "push of 127.0.0.1:5999/hookbuild/istio-proxy:14.3 failed",
+            f"push of 127.0.0.1:5999/{NAMESPACE}/istio-proxy:14.3 failed",
         ),
     ],
     ids=["wrong-password", "registry-down"],
@@ -221,7 +221,7 @@ def test_failed_push_records_nothing(
     assert "14.3" not in [e["version"] for e in recorded["istio"]]
     registry = env.get("HOOKBUILD_REGISTRY", REGISTRY)
     tags = [tag for image in docker_client.images.list() for tag in image.tags]
-    assert f"{registry}/hookbuild/istio-proxy:14.3" not in tags  # no tag left behind
+    assert f"{registry}/{NAMESPACE}/istio-proxy:14.3" not in tags  # no tag left behind
 
 
 def test_dirty_sources_are_refused(tmp_path: Path) -> None:

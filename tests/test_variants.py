@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 from bpf import count_hits
-from conftest import run_process
+from conftest import NAMESPACE, run_process
 from test_remote_cache import envoy_build_dir
 
 from hookbuild.binary import symbols
@@ -60,7 +60,7 @@ def test_envoy_variant_from_envoys_ci_scripts(
     dist: Path, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     result = release(dist, "--variant", "envoy", "--version", "1.0")
-    assert result["image"] == "127.0.0.1:5000/hookbuild/envoy:1.0"
+    assert result["image"] == f"127.0.0.1:5000/{NAMESPACE}/envoy:1.0"
     build_dir = envoy_build_dir(dist) / "envoy" / "x64" / "bin"
     assert (build_dir / "release.tar.zst").is_file()  # where do_ci.sh release.server_only puts it
     envoy = engine.copy_file(docker_client, str(result["pinned"]), "/usr/local/bin/envoy", tmp_path / "envoy")
