@@ -39,7 +39,7 @@ class Command:
 
 
 @dataclass(frozen=True)
-class Result:
+class Completed:
     returncode: int
     output: str
 
@@ -67,7 +67,7 @@ def run(
     log_file: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     what: str | None = None,
-) -> Result:
+) -> Completed:
     """Run to completion, streaming merged stdout/stderr line by line to the log, `log_file` and `on_line`."""
     _require_program(command)
     log.info("$ %s", command.display())
@@ -119,7 +119,7 @@ def run(
             f"{what or command.argv[0]} failed with exit status {returncode}{where}; last lines: {last}",
             returncode=returncode,
         )
-    return Result(returncode, "\n".join(lines))
+    return Completed(returncode, "\n".join(lines))
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
