@@ -553,7 +553,7 @@ import sys, docker
 from pathlib import Path
 from invoke.exceptions import Exit
 from hookbuild.build import outputs
-from hookbuild.cli.output import errors_to_exit
+from hookbuild.cli.task import errors_to_exit
 try:
     with errors_to_exit():
         outputs.resolve_link(Path(sys.argv[1]), client=docker.from_env(), volume="hookbuild-no-such-volume")

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import git
 import pytest
-from conftest import NAMESPACE, ROOT, Ran, run_process, signing_env
+from conftest import NAMESPACE, ROOT, Ran, run_invoke, run_process, signing_env
 
 from hookbuild import config, variants
 from hookbuild.binary import symbols
@@ -99,13 +99,18 @@ def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> N
 
 
 def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
-    ran = run_process(
-        "release", "--variant", "istio", "--sample", "--dry-run", env={"HOOKBUILD_DIST": str(tmp_path)}
-    )
+    env = {"HOOKBUILD_DIST": str(tmp_path)}
+    ran = run_process("release", "--variant", "istio", "--sample", "--dry-run", env=env)
     assert ran.returncode == 0, ran.stderr
     assert "dry run, nothing changed" in ran.stdout
     assert "11. sign: SLSA v1 provenance" in ran.stdout and "12. record:" in ran.stdout
     assert not (tmp_path / "sample" / "istio").exists()
+    planned = json.loads(run_invoke("release", "--sample", "--dry-run", "--json", env=env).stdout)["steps"]
+    names = [step.split(":", 1)[0] for step in planned]
+    assert names == [
+        "sources", "base image", "workspace", "build", "locate", "hookpoints", "scripts", "image", "push", "sign",
+        "record",
+    ]  # fmt: skip
 
 
 def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: docker.DockerClient) -> None:
@@ -116,6 +121,9 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
     assert result["image"] == f"{REGISTRY}/{NAMESPACE}/istio-proxy:12.1" and not result["reused"]
     assert "│" in ran.stderr  # the build log streamed live
     assert (tmp_path / "sample" / "istio" / "12.1" / "build.log").read_text().count("\n") > 3
+    # What ran is what the plan said: the dry run and the run come from the same stages.
+    planned = run_invoke("release", "--sample", "--version", "12.1", "--dry-run", "--json", env=env).stdout
+    assert set(result["durations"]) == {step.split(":", 1)[0] for step in json.loads(planned)["steps"]}
 
     # The registry holds the pushed digest, and the image's Envoy is the traced binary.
     registry_data = docker_client.images.get_registry_data(result["image"], auth_config=registry_auth())

@@ -175,7 +175,9 @@ def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str)
     assert system is not None
     with bazel.secret_bazelrc(bazel.remote_headers()) as rc:
         build = system.with_bazelrc(spec.command, rc) if rc else spec.command
-        command.run(build, log_file=build_log, on_line=lambda line: log.info("  │ %s", line), what=label)
+        command.run(
+            build, log_file=build_log, on_line=lambda line: log.info("  │ %s", line), what=f"the {label}"
+        )
     with run.timed("locate"):
         built = outputs.resolve_link(spec.output_link, client=run.docker) / spec.output_name
         if spec.archive_member:
