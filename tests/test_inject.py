@@ -448,6 +448,7 @@ def wrap(kind: str, template: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": kind, **head, "spec": spec}
 
 
+@pytest.mark.slow  # hypothesis: many generated manifests
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     template=pod_templates(),

@@ -106,6 +106,7 @@ def test_bump_deprecate_changelog(seed: Path) -> None:
     assert "- 12.1 (deprecated): Trace the router. Reason: Too slow." in ran.stdout
 
 
+@pytest.mark.slow  # sixteen real invoke processes
 def test_sixteen_concurrent_cli_bumps(seed: Path) -> None:
     import subprocess
 
