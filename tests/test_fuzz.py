@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from hookbuild import record
 from hookbuild.build.workspace import local_envoy, plan_edit
-from hookbuild.cluster import inject
+from hookbuild.cluster import image, inject, targets
 from hookbuild.errors import InjectError, RecordError, VersionError, WorkspaceError
 from hookbuild.version import Version
 
@@ -33,9 +33,10 @@ DATA = Path(__file__).parent / "data"
 SEED_RECORD = (ROOT / "versions.toml").read_text()
 WORKSPACE = (DATA / "workspaces" / "istio-1.26.WORKSPACE").read_text()
 MANIFEST = (DATA / "manifests" / "bookinfo.yaml").read_text()
-IMAGE = inject.sidecar_image(
+IMAGE = image.sidecar_image(
     "istio@12.0", image="127.0.0.1:5000/hookbuild/istio-proxy:12.0", digest="sha256:" + "a" * 64
 )
+ISTIO = targets.for_release("istio")
 
 # Pieces a mutation splices in: the syntax each format is made of, plus plain noise.
 TOML_BITS = [
@@ -182,14 +183,14 @@ def test_arbitrary_text_as_workspace_raises_only_workspace_error(
     shutil.rmtree(proxy)
 
 
-@SLOW_FUZZ  # ruamel round trips of a 250-line manifest: ~0.3 s each
+@SLOW_FUZZ
 @given(text=mutated(MANIFEST, YAML_BITS))
 def test_a_mutated_manifest_injects_idempotently_or_raises_an_inject_error(text: str) -> None:
     try:
-        once = inject.inject(text, image=IMAGE, source="m.yaml")
+        once = inject.inject(text, image=IMAGE, target=ISTIO, source="m.yaml")
     except InjectError as exc:
         assert exc.line().startswith("m.yaml") and "\n" not in exc.line()
         return
-    twice = inject.inject(once.text, image=IMAGE, source="m.yaml")
+    twice = inject.inject(once.text, image=IMAGE, target=ISTIO, source="m.yaml")
     assert twice.text == once.text
     assert not any(w.changed for w in twice.workloads)
