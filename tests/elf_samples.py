@@ -130,3 +130,60 @@ def load_segments(binary: Path) -> list[tuple[int, int, int, bool]]:
         if parts and parts[0] == "LOAD":
             segs.append((int(parts[1], 16), int(parts[2], 16), int(parts[4], 16), "E" in parts[6:-1]))
     return segs
+
+
+def call_graph_source(functions: int) -> str:
+    """A C++ program of `functions` hookpoints calling each other over a fixed pseudo-random graph: direct
+    calls, tail calls (jmp), some reached only through a function pointer, some never called; every body
+    differs, so no two fold. Large enough (~200 KB of code) that callers sit far from their callees."""
+    lines = [
+        "#include <cstdlib>",
+        "volatile int sink;",
+        "typedef int (*Fn)(int);",
+        "extern Fn table[];",
+    ]
+    lines += [f"__attribute__((noinline)) int hookpointGen{i}(int);" for i in range(functions)]
+    for i in range(functions):
+        a, b = (i * 7919 + 1) % functions, (i * 31 + 7) % functions
+        body = [f'  sink = {i}; if (x > {i % 97}) {{ asm volatile(".rept {1 + i % 5}\\n nop\\n .endr"); }}']
+        if i % 11 == 0:
+            body.append(f"  return hookpointGen{a}(x - 1) + 1;")  # a call
+        elif i % 11 == 1:
+            body.append(f"  if (x <= 0) return {i};\n  return hookpointGen{b}(x - 1);")  # a tail call: jmp
+        elif i % 11 == 2:
+            body.append(f"  return table[{i % 8}](x) + {i};")  # indirect only
+        else:
+            body.append(f"  return x + {i};")
+        lines.append(f"__attribute__((noinline)) int hookpointGen{i}(int x) {{\n" + "\n".join(body) + "\n}")
+    lines.append(
+        "Fn table[] = {" + ", ".join(f"hookpointGen{(i * 13 + 5) % functions}" for i in range(8)) + "};"
+    )
+    lines.append("int main(int argc, char**) { return hookpointGen0(argc) + hookpointGen1(argc); }")
+    return "\n".join(lines) + "\n"
+
+
+def build_call_graph(dest: Path, functions: int = 4000) -> Path:
+    """g++ -O2 build of `call_graph_source`: thousands of hookpoints, some called, some not."""
+    (dest / "graph.cc").write_text(call_graph_source(functions))
+    _run("g++", "-O2", "-fno-inline", "-fno-ipa-icf", "-o", "graph", "graph.cc", cwd=dest)
+    return dest / "graph"
+
+
+def call_sites_brute_force(binary: Path) -> set[int]:
+    """Every target of a direct call/jmp rel32 in the executable sections, byte by byte: the definition of
+    `called` (a byte pattern, not a disassembly), written as plainly as possible."""
+    import struct
+
+    out = subprocess.run(["readelf", "-SW", str(binary)], check=True, capture_output=True, text=True).stdout
+    data = binary.read_bytes()
+    targets = set()
+    for match in re.finditer(r"\]\s+(\S+)\s+(\w+)\s+([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+) \S+ +(\w*)", out):
+        _name, kind, addr, offset, size, flags = match.groups()
+        if "X" not in flags or kind == "NOBITS":
+            continue
+        addr_i, offset_i, size_i = int(addr, 16), int(offset, 16), int(size, 16)
+        for p in range(size_i - 4):
+            if data[offset_i + p] in (0xE8, 0xE9):
+                (rel,) = struct.unpack_from("<i", data, offset_i + p + 1)
+                targets.add(addr_i + p + 5 + rel)
+    return targets

@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from elf_samples import Samples, load_segments, nm_hookpoints
+from elf_samples import Samples, build_call_graph, call_sites_brute_force, load_segments, nm_hookpoints
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hookbuild.binary import elf
+from hookbuild.binary import calls, elf, lookup
 from hookbuild.errors import SymbolError
 
 
 def _names(binary: Path, table: str = "symtab") -> set[tuple[str, int]]:
     with elf.open_image(binary) as image:
-        return {(s.name, s.value) for s in image.symbols("hookpoint", table)}
+        return {(s.name, s.value) for s in lookup.functions(image, "hookpoint", table)}
 
 
 def test_symtab_equals_nm(samples: Samples) -> None:
@@ -32,27 +32,70 @@ def test_stripped_keeps_dynsym_exports(samples: Samples) -> None:
 
 def test_other_patterns_and_suffix_sharing(samples: Samples) -> None:
     with elf.open_image(samples.gcc) as image:
-        got = {s.name for s in image.symbols("DecodeHeaders")}
+        got = {s.name for s in lookup.functions(image, "DecodeHeaders")}
         assert got == {n for n, _ in nm_hookpoints(samples.gcc, pattern="DecodeHeaders")}
         assert len(got) == 2
-        assert image.symbols("no-such-symbol-anywhere") == []
+        assert lookup.functions(image, "no-such-symbol-anywhere") == []
 
 
 def test_lld_pie_file_offset_differs_from_address(samples: Samples) -> None:
     segs = load_segments(samples.lld)
     with elf.open_image(samples.lld) as image:
         assert image.pie and image.machine == "x86-64" and image.build_id
-        for sym in image.symbols("hookpoint"):
+        for sym in lookup.functions(image, "hookpoint"):
             (offset, vaddr) = next((o, v) for o, v, size, x in segs if x and v <= sym.value < v + size)
             assert image.file_offset(sym.value) == sym.value - vaddr + offset != sym.value
 
 
 def test_call_sites(samples: Samples) -> None:
     with elf.open_image(samples.gcc) as image:
-        syms = {s.name: s.value for s in image.symbols("hookpoint")}
-        called = image.call_targets(syms.values())
+        syms = {s.name: s.value for s in lookup.functions(image, "hookpoint")}
+        called = calls.called(image, syms.values())
     assert called is not None
     assert {n for n, a in syms.items() if a not in called} == {"_Z13hookpointDeadv"}
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,500 g++-built hookpoints calling each other (calls, tail-call jmps, pointers only, none)."""
+    return build_call_graph(tmp_path_factory.mktemp("graph"), functions=1500)
+
+
+# Each way of answering must give today's answer, the byte-by-byte one: nearby search only, one pass with a
+# bitmap, one pass with a binary search, and the default mix.
+METHODS = [
+    {"nearby_targets": 10**9},
+    {"nearby_targets": 0},
+    {"nearby_targets": 0, "bitmap_span": 0},
+    {},
+]
+
+
+@pytest.mark.parametrize("method", METHODS, ids=["nearby", "pass-bitmap", "pass-search", "default"])
+def test_called_flags_equal_brute_force(
+    samples: Samples, graph: Path, method: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(calls, "CHUNK", 4093)  # many chunk edges, at odd offsets, in a small binary
+    for binary in (samples.gcc, samples.lld, samples.changed, graph):
+        brute = call_sites_brute_force(binary)
+        with elf.open_image(binary) as image:
+            targets = {s.value for s in lookup.functions(image, "hookpoint")}
+            found = calls.called(image, targets, **method)
+        assert found == targets & brute, binary.name
+        assert targets - brute, "some hookpoint must be uncalled, or the comparison proves little"
+    assert len(found) > 100 and len(targets - found) > 100
+
+
+def test_lookup_methods_equal_nm(graph: Path) -> None:
+    expected = nm_hookpoints(graph, pattern="hookpointGen")
+    assert len(expected) == 1500
+    with elf.open_image(graph) as image:
+        for few in (0, 10**9):  # one vectorized pass; one find per range
+            got = lookup.functions(image, "hookpointGen", few=few)
+            assert {(s.name, s.value) for s in got} == expected
+            assert {(s.name, s.value) for s in lookup.functions(image, "hookpointGen1", few=few)} == {
+                (name, value) for name, value in expected if "hookpointGen1" in name
+            }
 
 
 @pytest.mark.parametrize(
@@ -76,13 +119,13 @@ def test_truncated_symtab(samples: Samples, tmp_path: Path) -> None:
     cut = tmp_path / "cut"
     cut.write_bytes(data[: len(data) // 2] + data[-64 * 40 :])  # section headers kept, tables cut
     with pytest.raises(SymbolError, match=r"truncated|malformed"), elf.open_image(cut) as image:
-        image.symbols("hookpoint")
+        lookup.functions(image, "hookpoint")
 
 
 def _read_all(path: Path) -> None:
     with elf.open_image(path) as image:
-        syms = image.symbols("hookpoint") + image.symbols("hookpoint", "dynsym")
-        image.call_targets(s.value for s in syms)
+        syms = lookup.functions(image, "hookpoint") + lookup.functions(image, "hookpoint", "dynsym")
+        calls.called(image, (s.value for s in syms))
         for s in syms:
             image.file_offset(s.value)
         _ = image.build_id, image.pie, image.code_digest()

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from hookbuild import fsutil
-from hookbuild.binary import elf
 from hookbuild.errors import SymbolError
 
 T = TypeVar("T")
@@ -34,6 +33,13 @@ _CACHE_KEEP = 256
 RACY_NS = 2_000_000_000
 """A file changed less than this long ago may change again without a new mtime/ctime (coarse clocks):
 its result is not stored (git's "racily clean" rule)."""
+
+
+_READER = tuple(
+    Path(__file__).with_name(f"{name}.py")
+    for name in ("elf", "lookup", "calls", "demangle", "symbols", "cache")
+)
+"""The modules whose code decides a result."""
 
 
 def default_dir() -> Path:
@@ -54,7 +60,7 @@ def key(path: Path, pattern: str, debug_binary: Path | None) -> dict[str, Any] |
         return {
             "format": _CACHE_FORMAT,
             # the reader itself: an edited or upgraded hookbuild never serves an older result
-            "reader": [os.stat(elf.__file__).st_mtime_ns, os.stat(__file__).st_mtime_ns],
+            "reader": [os.stat(module).st_mtime_ns for module in _READER],
             "pattern": pattern,
             "binary": _identity(path),
             "debug_binary": None if debug_binary is None else _identity(debug_binary),

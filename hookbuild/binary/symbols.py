@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hookbuild.binary import cache, elf
+from hookbuild.binary import cache, calls, elf, lookup
 from hookbuild.binary.demangle import demangler, function_name
 from hookbuild.errors import SymbolError
 
@@ -188,9 +188,11 @@ def _read_binary(path: Path, *, pattern: str, debug_binary: Path | None) -> Bina
             if debug_binary is not None:
                 with elf.open_image(debug_binary) as debug:
                     _check_same_build(image, debug)
-                    raw = debug.symbols(pattern, "symtab") + image.symbols(pattern, "dynsym")
+                    raw = lookup.functions(debug, pattern, "symtab") + lookup.functions(
+                        image, pattern, "dynsym"
+                    )
             else:
-                raw = image.symbols(pattern, "symtab") + image.symbols(pattern, "dynsym")
+                raw = lookup.functions(image, pattern, "symtab") + lookup.functions(image, pattern, "dynsym")
             hookpoints = _hookpoints(image, raw)
             info = BinaryInfo(
                 path=path,
@@ -248,11 +250,11 @@ def _check_same_build(image: elf.ElfImage, debug: elf.ElfImage) -> None:
         raise SymbolError(f"debug binary {debug.path} has a different section layout than {image.path}")
 
 
-def _hookpoints(image: elf.ElfImage, raw: Sequence[elf.RawSymbol]) -> tuple[Hookpoint, ...]:
-    unique: dict[tuple[str, int], elf.RawSymbol] = {}
+def _hookpoints(image: elf.ElfImage, raw: Sequence[lookup.RawSymbol]) -> tuple[Hookpoint, ...]:
+    unique: dict[tuple[str, int], lookup.RawSymbol] = {}
     for sym in raw:  # .symtab first: a symbol exported to .dynsym is reported once
         unique.setdefault((sym.name, sym.value), sym)
-    called = image.call_targets(sym.value for sym in unique.values())
+    called = calls.called(image, (sym.value for sym in unique.values()))
     if called is None:
         log.warning(
             "%s: no call-site scanner for %s; hookpoints are assumed called", image.path, image.machine
