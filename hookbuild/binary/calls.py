@@ -85,6 +85,8 @@ def _one_pass(data: mmap.mmap, code: list[Section], wanted: set[int], bitmap_spa
     first, span = int(targets[0]), int(targets[-1] - targets[0]) + 1
     is_wanted = _membership(targets - first, span, bitmap_span)
     reached = np.zeros(len(targets), dtype=np.bool_)
+    # reused for every chunk: fresh 4 MiB temporaries each time cost more in page faults than the work
+    low_bit_cleared, is_opcode = np.empty(CHUNK, dtype=np.uint8), np.empty(CHUNK, dtype=np.bool_)
     for sec in code:
         n = sec.size - 4  # call sites p = 0 .. size-5: the rel32 must lie inside the section
         ops = np.frombuffer(data, dtype=np.uint8, count=n, offset=sec.offset)
@@ -92,7 +94,10 @@ def _one_pass(data: mmap.mmap, code: list[Section], wanted: set[int], bitmap_spa
         rels = np.ndarray(shape=(n,), dtype="<i4", buffer=data, offset=sec.offset + 1, strides=(1,))
         try:
             for lo in range(0, n, CHUNK):
-                sites = np.flatnonzero((ops[lo : lo + CHUNK] & 0xFE) == 0xE8)  # E8 call, E9 jmp
+                m = min(CHUNK, n - lo)
+                np.bitwise_and(ops[lo : lo + m], 0xFE, out=low_bit_cleared[:m])
+                np.equal(low_bit_cleared[:m], 0xE8, out=is_opcode[:m])  # E8 call, E9 jmp
+                sites = np.flatnonzero(is_opcode[:m])
                 sites += lo
                 found = rels[sites] + (sites + (sec.addr + 5 - first))  # each site's target - first
                 found = found[(found >= 0) & (found < span)]
