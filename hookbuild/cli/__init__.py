@@ -12,7 +12,7 @@ from invoke.collection import Collection
 
 
 def namespace() -> Collection:
-    from hookbuild.cli import cluster, record, release, supply, symbols
+    from hookbuild.cli import cluster, record, release, report, supply, symbols
 
     return Collection(
         release.release,
@@ -25,6 +25,7 @@ def namespace() -> Collection:
         cluster.inject,
         supply.verify,
         supply.promote,
+        report.trace_report,
     )
 
 
