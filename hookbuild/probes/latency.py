@@ -7,9 +7,9 @@ json` prints it the same way in every bpftrace version. Buckets are log-linear (
 relative width of 1/16 to 1/32): a percentile read at a bucket's middle is within 3.2% of the truth, where
 bpftrace's power-of-two `hist()` is off by up to 50%.
 
-Memory stays bounded without knowing which hookpoint ends a stream: the (pid, id) state lives in two
-generations swapped at every flush; an id not seen for a whole flush period is dropped with the older
-generation. Hookpoints without an id only count hits.
+Memory stays bounded without knowing which hookpoint ends a stream: the (pid, id) state lives in
+generations, one per flush period; an id not seen for one to two periods is freed with its generation. A
+stream's hops are timed as long as each is shorter than a period. Hookpoints without an id only count hits.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 SUB_BUCKETS = 16
 """Buckets per power of two."""
 _SUB_BITS = 4
+GENERATIONS = 3
+"""Id state lives in three maps, one per flush period: written, read, and being cleared."""
 BUCKETS_PER_PAIR = 1024
 """Room for every bucket of a 64-bit value: (63 - 3) * 16 + 15 < 1024."""
 
@@ -103,22 +105,23 @@ def timed_body(index: int, count: int, bits: int, timing: Timing, *, keyed: bool
         "  $from = (uint64)0;",
         "  $then = (uint64)0;",
     ]
-    # Look in the current generation, then in the older one (moving the id into the current one).
-    for gen, other in ((0, 1), (1, 0)):
+    # Look in the current generation, then in the previous one (moving the id into the current one).
+    for gen in range(GENERATIONS):
+        previous = (gen + GENERATIONS - 1) % GENERATIONS
         lines += [
-            f"  {'if' if gen == 0 else 'else'} {'(@gen == 0) ' if gen == 0 else ''}{{",
+            *_branch(gen),
             f"    $from = @hp{gen}[pid, $id];",
             f"    $then = @ts{gen}[pid, $id];",
             "    if ($from == 0) {",
-            f"      $from = @hp{other}[pid, $id];",
-            f"      $then = @ts{other}[pid, $id];",
-            f"      delete(@hp{other}[pid, $id]);",
-            f"      delete(@ts{other}[pid, $id]);",
+            f"      $from = @hp{previous}[pid, $id];",
+            f"      $then = @ts{previous}[pid, $id];",
+            f"      delete(@hp{previous}[pid, $id]);",
+            f"      delete(@ts{previous}[pid, $id]);",
             "    }",
             f"    @hp{gen}[pid, $id] = (uint64){index + 1};",
             f"    @ts{gen}[pid, $id] = $now;",
-            "  }",
         ]
+    lines.append("  " + "}" * (GENERATIONS - 1))
     lines += [
         "  if ($from != 0) {",
         "    $d = $now - $then;",
@@ -145,30 +148,42 @@ def timed_body(index: int, count: int, bits: int, timing: Timing, *, keyed: bool
     return lines
 
 
+def _branch(gen: int) -> list[str]:
+    """The head of generation `gen`'s branch of an `if (@gen == 0) {..} else { if (@gen == 1) {..} else {..} }`."""
+    if gen == 0:
+        return ["  if (@gen == 0) {"]
+    if gen == GENERATIONS - 1:
+        return ["  } else {"]
+    return [f"  }} else {{ if (@gen == {gen}) {{"]
+
+
 def flush_block(timing: Timing, *, timed: bool) -> list[str]:
-    """Print a snapshot of the counts; swap the id generations, dropping ids idle for a whole period."""
+    """Print a snapshot of the counts; move to the next generation, clearing the oldest.
+
+    `clear()` runs in bpftrace's user space, a moment after the program asks: the map it clears must be one
+    no probe writes then. Of three generations the probes write the current one and read the previous one;
+    the third, cleared now, is written again only a period later.
+    """
     lines = [f"interval:s:{timing.flush_seconds}", "{", "  print(@hits);"]
     if timed:
-        lines += [
-            "  print(@lat);",
-            "  if (@gen == 0) {",
-            "    clear(@hp1);",
-            "    clear(@ts1);",
-            "    @gen = 1;",
-            "  } else {",
-            "    clear(@hp0);",
-            "    clear(@ts0);",
-            "    @gen = 0;",
-            "  }",
-            "  @events = 0;",
-        ]
+        lines.append("  print(@lat);")
+        for gen in range(GENERATIONS):
+            oldest = (gen + GENERATIONS - 1) % GENERATIONS
+            lines += [
+                *_branch(gen),
+                f"    clear(@hp{oldest});",
+                f"    clear(@ts{oldest});",
+                f"    @gen = {(gen + 1) % GENERATIONS};",
+            ]
+        lines += ["  " + "}" * (GENERATIONS - 1), "  @events = 0;"]
     return [*lines, '  printf("hookbuild: flush %llu\\n", nsecs);', "}", ""]
 
 
 def end_block(*, timed: bool, keyed: bool) -> list[str]:
     """The last snapshot, a marker that the trace is complete, and no dump of the state maps."""
     printed = ("hits", "lat") if timed else ("hits",)
-    state = (("hp0", "ts0", "hp1", "ts1", "gen", "events") if timed else ()) + (("traced",) if keyed else ())
+    maps = [f"{kind}{gen}" for gen in range(GENERATIONS) for kind in ("hp", "ts")]
+    state = ((*maps, "gen", "events") if timed else ()) + (("traced",) if keyed else ())
     return [
         "END",
         "{",
@@ -203,7 +218,7 @@ def declarations() -> list[str]:
     writes it.
     """
     lines = ["  @gen = 0;", "  @events = 0;"]
-    for gen in (0, 1):
+    for gen in range(GENERATIONS):
         lines += [
             f"  @hp{gen}[pid, (uint64)0] = (uint64)0;",
             f"  @ts{gen}[pid, (uint64)0] = nsecs;",

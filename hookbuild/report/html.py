@@ -18,6 +18,9 @@ from hookbuild.report import summary
 from hookbuild.report.traces import Hop, PodTrace, Traces
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+"""Pods' colours."""
+PAIR_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f")
+"""Pairs' colours in the timelines: apart from the pods', so a figure never reads as another."""
 WIDTH, HEIGHT, MARGIN = 720, 260, 56
 TIMELINE_REQUESTS = 12
 
@@ -46,7 +49,7 @@ def render(traces: Traces, *, title: str = "hookbuild trace report") -> str:
     ]
     for number, pair in enumerate(pairs):
         parts.append(_pair_section(number, pair, traces.pods, colours))
-    pair_colours = {(p.source, p.target): COLOURS[i % len(COLOURS)] for i, p in enumerate(pairs)}
+    pair_colours = {(p.source, p.target): PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, p in enumerate(pairs)}
     parts.append("<h2>Request timelines</h2>")
     parts.append(
         "<p>Sampled requests (one id in the program's sampling rate), each a row of its hops from its first "

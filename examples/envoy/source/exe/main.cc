@@ -11,6 +11,13 @@
 //                       (or with a full pipe) the message is skipped.
 //   --parse-work-us N   spend N microseconds of CPU in that parsing section (default 0),
 //                       so a profile of it has samples to show.
+//
+// Tracing (what `invoke trace-report` should then measure):
+//   --router-delay-us N wait N microseconds between hookpointDecodeHeaders and
+//                       hookpointRouterDecodeHeaders of every stream (default 0): a
+//                       known latency between two hookpoints of the same stream id.
+//   --wait-for PATH     start the first iteration only once PATH exists, so a tracer
+//                       can attach first and see every iteration.
 
 #include <cerrno>
 #include <csignal>
@@ -38,12 +45,21 @@ volatile std::sig_atomic_t stop_requested = 0;
 
 void onSignal(int) { stop_requested = 1; }
 
-void sleepMs(long ms) {
-  if (ms <= 0) {
+void sleepUs(long us) {
+  if (us <= 0) {
     return;
   }
-  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
+  timespec ts{us / 1000000L, (us % 1000000L) * 1000L};
   while (nanosleep(&ts, &ts) != 0 && !stop_requested) {
+  }
+}
+
+void sleepMs(long ms) { sleepUs(ms * 1000L); }
+
+void waitFor(const char* path) {
+  struct stat st {};
+  while (path != nullptr && stat(path, &st) != 0 && !stop_requested) {
+    sleepMs(10);
   }
 }
 
@@ -143,7 +159,9 @@ int main(int argc, char** argv) {
   long interval_ms = 100;
   long print_every = 10;
   long parse_work_us = 0;
+  long router_delay_us = 0;
   const char* perf_fifo_path = nullptr;
+  const char* wait_for_path = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--version") == 0) {
       std::printf("%s  version: hookbuild-sample/%s/Clean/RELEASE/BoringSSL\n", argv[0],
@@ -154,7 +172,9 @@ int main(int argc, char** argv) {
         takeValue(argc, argv, i, "--interval-ms", interval_ms) ||
         takeValue(argc, argv, i, "--print-every", print_every) ||
         takeValue(argc, argv, i, "--parse-work-us", parse_work_us) ||
-        takeString(argc, argv, i, "--perf-fifo", perf_fifo_path)) {
+        takeValue(argc, argv, i, "--router-delay-us", router_delay_us) ||
+        takeString(argc, argv, i, "--perf-fifo", perf_fifo_path) ||
+        takeString(argc, argv, i, "--wait-for", wait_for_path)) {
       continue;
     }
     // Anything else (-c, --drain-time-s, --service-cluster, ...) is accepted and ignored.
@@ -170,8 +190,9 @@ int main(int argc, char** argv) {
   }
   PerfFifo perf_fifo(perf_fifo_path);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  std::printf("[%s %s] starting: iterations=%ld interval_ms=%ld\n", ENVOY_BUILD_FLAVOR,
-              ENVOY_VERSION, iterations, interval_ms);
+  std::printf("[%s %s] starting: iterations=%ld interval_ms=%ld router_delay_us=%ld\n",
+              ENVOY_BUILD_FLAVOR, ENVOY_VERSION, iterations, interval_ms, router_delay_us);
+  waitFor(wait_for_path);
 
   long n = 0;
   while (!stop_requested && (iterations == 0 || n < iterations)) {
@@ -181,6 +202,7 @@ int main(int argc, char** argv) {
     parseHeadersWork(parse_work_us);
     Envoy::Http::hookpointDecodeHeaders(id, "/productpage", 12);
     perf_fifo.send("stop\n");
+    sleepUs(router_delay_us);
     Envoy::Router::hookpointRouterDecodeHeaders(id, "outbound|9080||reviews");
     Envoy::Http::hookpointEncodeHeaders(id, 200, 8);
     ++n;
