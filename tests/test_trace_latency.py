@@ -89,26 +89,26 @@ def test_known_delay_is_measured_in_every_pod(
 ) -> None:
     run, containers = pods
     out = tmp_path / "trace"
-    tracer = subprocess.Popen(
+    with subprocess.Popen(
         ["bash", str(release["dir"] / "trace_all.sh"), "-o", str(out), "-l", f"hookbuild-test={run}"],
         env={**os.environ, "KUBECTL": str(SHIM)}, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert tracer.stderr is not None
-        for line in tracer.stderr:
-            if "tracing 3 pod(s)" in line or "done:" in line:
-                break
-        assert "tracing 3 pod(s)" in line, line
-        for container in containers:  # every probe is attached: Envoy may start its streams
-            container.exec_run(["touch", "/tmp/go"])
-        for container in containers:
-            assert container.wait(timeout=120)["StatusCode"] == 0
-        tracer.send_signal(signal.SIGINT)
-        rest = tracer.stderr.read()
-        assert tracer.wait(timeout=60) == 0, rest
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
+    ) as tracer:  # fmt: skip
+        try:
+            assert tracer.stderr is not None
+            for line in tracer.stderr:
+                if "tracing 3 pod(s)" in line or "done:" in line:
+                    break
+            assert "tracing 3 pod(s)" in line, line
+            for container in containers:  # every probe is attached: Envoy may start its streams
+                container.exec_run(["touch", "/tmp/go"])
+            for container in containers:
+                assert container.wait(timeout=120)["StatusCode"] == 0
+            tracer.send_signal(signal.SIGINT)
+            rest = tracer.stderr.read()
+            assert tracer.wait(timeout=60) == 0, rest
+        finally:
+            if tracer.poll() is None:
+                tracer.kill()
 
     ran = run_process("trace-report", str(out), "--json", "--html", str(tmp_path / "report.html"))
     assert ran.returncode == 0, ran.stderr
