@@ -74,12 +74,32 @@ CASES: list[Case] = [
         rec("duplicate-key.toml"),
     ),
     Case(
-        "versions/schema-2",
+        "versions/schema-3",
         ("versions", "--json", R, "{rec}"),
-        ":2: schema: schema must be 1, got 2",
-        rec("schema-2.toml"),
+        ":2: schema: schema must be 1 or 2, got 3",
+        rec("schema-3.toml"),
     ),
-    Case("versions/empty-file", ("versions", R, "{rec}"), "schema must be 1, got None", rec("empty.toml")),
+    Case(
+        "versions/empty-file", ("versions", R, "{rec}"), "schema must be 1 or 2, got None", rec("empty.toml")
+    ),
+    Case(
+        "versions/supports-unknown-feature",
+        ("versions", "--supports", "pref", R, "{rec}"),
+        "--supports 'pref': unknown feature",
+        SEED,
+    ),
+    Case(
+        "versions/record-unknown-feature",
+        ("versions", "--supports", "perf", R, "{rec}"),
+        "cilium[2].features: unknown feature 'pref'",
+        rec("unknown-feature.toml"),
+    ),
+    Case(
+        "versions/record-history-disagrees",
+        ("versions", R, "{rec}"),
+        "cilium[1].status: is test-only but the last history item says deprecated",
+        rec("history-disagrees.toml"),
+    ),
     Case("versions/not-utf8", ("versions", R, "{rec}"), "cannot read version record", rec("not-utf8.toml")),
     Case(
         "versions/unknown-field-spaced-path",
@@ -134,7 +154,7 @@ CASES: list[Case] = [
     Case(
         "bump/record-unknown-status",
         ("bump", "--variant", "istio", "--major", "--summary", "s", R, "{rec}"),
-        "'maybe' is not one of working, deprecated, test-only",
+        "'maybe' is not one of planned, working, deprecated, test-only",
         rec("unknown-status.toml"),
     ),
     Case(
@@ -158,7 +178,7 @@ CASES: list[Case] = [
     Case(
         "bump/bad-feature",
         ("bump", "--variant", "istio", "--minor", "--summary", "s", "--feature", "BAD FEATURE", R, "{rec}"),
-        "'BAD FEATURE' is not a feature tag",
+        "--feature 'BAD FEATURE': unknown feature",
         SEED,
     ),
     Case(
@@ -166,6 +186,30 @@ CASES: list[Case] = [
         ("bump", "--variant", "istio", "--minor", "--summary", "s", "--package", "Bad_Pkg!", R, "{rec}"),
         "'Bad_Pkg!' is not a Debian package name",
         SEED,
+    ),
+    Case(
+        "bump/unknown-no-feature",
+        ("bump", "--variant", "istio", "--minor", "--summary", "s", "--no-feature", "grpcc", R, "{rec}"),
+        "--no-feature 'grpcc': unknown feature",
+        SEED,
+    ),
+    Case(
+        "bump/no-feature-not-carried",
+        ("bump", "--variant", "istio", "--minor", "--summary", "s", "--no-feature", "perf-fifo", R, "{rec}"),
+        "--no-feature perf-fifo: istio@12.0 has no such feature to drop",
+        SEED,
+    ),
+    Case(
+        "bump/while-planned",
+        ("bump", "--variant", "istio", "--minor", "--summary", "s", R, "{rec}"),
+        "istio@12.1 is planned and not released yet",
+        rec("planned.toml"),
+    ),
+    Case(
+        "deprecate/planned-to-working",
+        ("deprecate", "istio@12.1", "--working", "--reason", "r", R, "{rec}"),
+        "only a release makes it working",
+        rec("planned.toml"),
     ),
     Case(
         "bump/major-and-minor",
@@ -332,6 +376,12 @@ CASES: list[Case] = [
         ("inject", "-r", "istio@13.9", "-f", "{m}", R, "{rec}"),
         "istio@13.9 is not in",
         {"m": "data:manifests/no-workloads.yaml", **SEED},
+    ),
+    Case(
+        "inject/planned-release",
+        ("inject", "-r", "istio@12.1", "-f", "{m}", R, "{rec}"),
+        "istio@12.1 is planned, not released: it has no image yet",
+        {"m": "data:manifests/no-workloads.yaml", **rec("planned.toml")},
     ),
     Case(
         "inject/record-bad-image-reference",

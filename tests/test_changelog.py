@@ -54,4 +54,24 @@ def test_one_variant_and_a_release(tmp_path: Path) -> None:
     path.write_text(SEED.read_text())
     record_edit.bump(path, "envoy", "major", "first plain envoy", features=["symbols"])
     text = changelog.render(record.load(path), variant="envoy")
-    assert text == "## Version Record\n\n### Envoy\n- 1.0: First plain envoy. Features: symbols.\n"
+    assert text == "## Version Record\n\n### Envoy\n- 1.0 (planned): First plain envoy. Features: symbols.\n"
+
+
+def test_history_keeps_every_reason(tmp_path: Path) -> None:
+    """cilium@2.1 goes from test-only to deprecated, twice: every reason stays, oldest first."""
+    path = tmp_path / "versions.toml"
+    path.write_text(SEED.read_text())
+    record_edit.set_status(path, "cilium@2.1", record.Status.DEPRECATED, "replaced by 2.2")
+    record_edit.set_status(path, "cilium@2.1", record.Status.DEPRECATED, "and it crashes")
+    rec = record.load(path)
+    line = next(x for x in changelog.render(rec).splitlines() if x.startswith("- 2.1"))
+    assert line.startswith("- 2.1 (deprecated): Use the release binary") and "Reason: And it crashes." in line
+    assert "Before: test-only (no symbols: only for tests); deprecated (replaced by 2.2) on " in line
+    data = changelog.as_json(rec, variant="cilium")
+    history = next(v for v in data[0]["versions"] if v["ref"] == "cilium@2.1")["history"]
+    assert [(h["status"], h["reason"]) for h in history] == [
+        ("test-only", "no symbols: only for tests"),
+        ("deprecated", "replaced by 2.2"),
+        ("deprecated", "and it crashes"),
+    ]
+    assert history[0]["at"] is None and history[1]["at"] <= history[2]["at"]

@@ -160,7 +160,7 @@ BREAKAGES = [
         'features = ["symbols", "Bad Tag"]',
         'features = ["symbols", "Bad Tag"]',
         "cilium[0].features",
-        "not a feature tag",
+        "unknown feature 'Bad Tag'",
     ),
     (
         'istio-proxy:12.0"\n',
@@ -190,7 +190,7 @@ BREAKAGES = [
         "cilium[0].status_reason",
         "needs a reason",
     ),
-    ("schema = 1", "schema = 2", "schema = 2", "schema", "schema must be 1"),
+    ("schema = 1", "schema = 3", "schema = 3", "schema", "schema must be 1 or 2, got 3"),
     ("\n[[cilium]]\n", "\n[[cillium]]\n", "[[cillium]]", "cillium", "unknown key"),
     ('summary = "Add `linux', 'sumary = "Add `linux', "sumary = ", "istio[1].sumary", "unknown key"),
     (
@@ -262,24 +262,37 @@ def test_a_failing_change_leaves_the_file_untouched(small: Path) -> None:
 # --- edits keep comments and layout (golden file) ---------------------------------------------------------
 
 
+def at(hour: int) -> datetime:
+    return datetime(2026, 12, 1, hour, 0, tzinfo=UTC)
+
+
 def test_golden_bump(small: Path) -> None:
-    assert str(record_edit.bump(small, "istio", "minor", "Trace the router").version) == "12.1"
+    """Appends after the variant's last entry, in-place status changes, comments kept, schema 1 -> 2."""
+    before = small.read_text()
     assert (
-        str(record_edit.bump(small, "cilium", "major", "Cilium 3", features=["symbols", "perf"]).version)
-        == "3.0"
+        str(record_edit.bump(small, "istio", "minor", "Trace the router", now=lambda: at(1)).version)
+        == "12.1"
     )
-    assert str(record_edit.bump(small, "envoy", "major", "First plain Envoy").version) == "1.0"
-    record_edit.set_status(small, "istio@11.8", record.Status.DEPRECATED, "superseded by 12.0")
+    cilium = record_edit.bump(small, "cilium", "major", "Cilium 3", features=["perf"], now=lambda: at(2))
+    assert str(cilium.version) == "3.0"
+    assert (
+        str(record_edit.bump(small, "envoy", "major", "First plain Envoy", now=lambda: at(3)).version)
+        == "1.0"
+    )
+    record_edit.set_status(
+        small, "istio@11.8", record.Status.DEPRECATED, "superseded by 12.0", now=lambda: at(4)
+    )
     assert small.read_text() == (DATA / "small.bumped.toml").read_text()
-    tomllib.loads(small.read_text())
     rec = record.load(small)
+    assert rec.schema == 2 and record.loads(before).schema == 1
     assert rec.get("istio@12.1").packages == ("linux-tools-6.8.0-71-generic",)  # carried from 12.0
     assert rec.get("istio@12.1").features == ("hookpoints", "grpc", "perf")
+    assert rec.get("cilium@3.0").features == ("symbols", "perf")  # --feature adds to the carried ones
 
 
 def test_bump_numbers_are_never_reused(seed: Path) -> None:
     record_edit.bump(seed, "istio", "minor", "one")
-    record_edit.set_status(seed, "istio@12.1", record.Status.DEPRECATED, "broken")
+    record_edit.set_status(seed, "istio@12.1", record.Status.DEPRECATED, "abandoned")
     entry = record_edit.bump(seed, "istio", "minor", "two")
     assert str(entry.version) == "12.2"
     assert entry.features == record.load(seed).get("istio@12.0").features  # latest *working* one
@@ -312,7 +325,9 @@ def test_set_status_never_deletes(seed: Path) -> None:
 
 
 def test_release_provenance_round_trip(seed: Path) -> None:
-    bumped = record_edit.bump(seed, "istio", "minor", "traced router")
+    bumped = record_edit.bump(
+        seed, "istio", "minor", "traced router", now=lambda: datetime(2026, 7, 1, tzinfo=UTC)
+    )
     released = record_edit.add_release(seed, "istio", bumped.version, provenance())
     assert released.release == provenance()
     rec = record.load(seed)
@@ -349,7 +364,7 @@ BUMPER = """
 import sys
 from pathlib import Path
 from hookbuild.record import edit as record_edit
-print(record_edit.bump(Path(sys.argv[1]), "istio", "minor", "concurrent " + sys.argv[2]).version)
+print(record_edit.bump(Path(sys.argv[1]), "istio", "minor", "concurrent " + sys.argv[2], again=True).version)
 """
 
 
@@ -372,6 +387,7 @@ def test_sixteen_concurrent_bumps_lose_nothing(seed: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
+from hookbuild import record
 from hookbuild.record import edit as record_edit
 path = Path(sys.argv[1])
 print("ready", flush=True)
@@ -379,7 +395,7 @@ n = 0
 while True:
     n += 1
     if n % 2:
-        record_edit.bump(path, "istio", "minor", "x" * 2000 + str(n))
+        record_edit.bump(path, "istio", "minor", "x" * 2000 + str(n), again=True)
     else:
         status = record.Status.TEST_ONLY if n % 4 else record.Status.WORKING
         record_edit.set_status(path, "cilium@2.2", status, str(n))
@@ -418,7 +434,7 @@ def test_sigkill_mid_write_leaves_old_or_new_file(seed: Path) -> None:
     assert counts == sorted(counts) and counts[-1] > counts[0]
     # the next writer cleans up a killed writer's temp file and takes the lock at once
     started = time.monotonic()
-    record_edit.bump(seed, "cilium", "minor", "after the kills")
+    record_edit.bump(seed, "cilium", "minor", "after the kills", again=True)
     assert time.monotonic() - started < 5
     assert not list(seed.parent.glob(".versions.toml.*.tmp"))
 

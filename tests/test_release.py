@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import tomllib
+import uuid
 from pathlib import Path
 
 import docker
@@ -15,6 +16,7 @@ from conftest import NAMESPACE, ROOT, Ran, run_invoke, run_process, signing_env
 
 from hookbuild import config, variants
 from hookbuild.binary import symbols
+from hookbuild.errors import ExitCode
 from hookbuild.images import engine
 from hookbuild.release.plan import plan
 from hookbuild.release.request import EnvoyMode, Request
@@ -24,6 +26,8 @@ from hookbuild.version import Version
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
 REGISTRY = "127.0.0.1:5000"
+# Pushes go to a namespace of this module's own, never `hookbuild`, which `make demo` releases into.
+NAMESPACE = f"hookbuild-test-release-{uuid.uuid4().hex[:8]}"
 
 
 def registry_auth() -> dict[str, str]:
@@ -48,7 +52,7 @@ def release_checkouts(tmp_path: Path, envoy: Path, proxy: Path, versions: Path, 
     return run_process(
         "release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
         "--base-image", "hookbuild-sample/proxyv2:sample", "--versions-file", str(versions), *extra,
-        env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
+        env={"HOOKBUILD_DIST": str(tmp_path / "dist"), "HOOKBUILD_NAMESPACE": NAMESPACE},
     )  # fmt: skip
 
 
@@ -114,7 +118,7 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
 
 
 def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: docker.DockerClient) -> None:
-    env = {"HOOKBUILD_DIST": str(tmp_path)}
+    env = {"HOOKBUILD_DIST": str(tmp_path), "HOOKBUILD_NAMESPACE": NAMESPACE}
     ran = run_process("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads(ran.stdout)
@@ -193,7 +197,7 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
     shutil.copyfile(ROOT / "versions.toml", versions)
     record_before = digest_of(versions)
     ran = release_checkouts(tmp_path, envoy, proxy, versions)
-    assert ran.returncode == 1
+    assert ran.returncode == ExitCode.BUILD
     error_lines = [line for line in ran.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "the build failed" in error_lines[0] and "build.log" in error_lines[0]
     assert "Traceback" not in ran.stderr
@@ -219,11 +223,16 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
 def test_failed_push_records_nothing(
     tmp_path: Path, docker_client: docker.DockerClient, env: dict[str, str], expected: str
 ) -> None:
-    ran = run_process(
-        "release", "--sample", "--version", "14.3", env={"HOOKBUILD_DIST": str(tmp_path), **env}
-    )
-    assert ran.returncode != 0
+    env = {"HOOKBUILD_DIST": str(tmp_path), "HOOKBUILD_NAMESPACE": NAMESPACE, **env}
+    ran = run_process("release", "--sample", "--version", "14.3", "--json", env=env)
+    assert ran.returncode == ExitCode.IMAGE, ran.stderr[-2000:]
     assert expected in ran.stderr and "Traceback" not in ran.stderr
+    failed = json.loads(ran.stdout)  # --json: the failure as JSON too
+    assert (
+        set(failed) == {"error", "hint", "exit"}
+        and failed["exit"] == ExitCode.IMAGE
+        and expected in failed["error"]
+    )
     assert "wrong-password-123" not in ran.stderr + ran.stdout
     recorded = tomllib.loads((tmp_path / "sample" / "versions.toml").read_text())
     assert "14.3" not in [e["version"] for e in recorded["istio"]]

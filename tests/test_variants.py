@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import docker
@@ -17,6 +18,9 @@ from test_remote_cache import envoy_build_dir
 from hookbuild.binary import symbols
 from hookbuild.images import engine
 
+# Pushes go to a namespace of this module's own, never `hookbuild`, which `make demo` releases into.
+NAMESPACE = f"hookbuild-test-variants-{uuid.uuid4().hex[:8]}"
+
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
 
@@ -26,7 +30,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def release(dist: Path, *args: str) -> dict[str, object]:
-    ran = run_process("release", "--sample", "--json", *args, env={"HOOKBUILD_DIST": str(dist)})
+    env = {"HOOKBUILD_DIST": str(dist), "HOOKBUILD_NAMESPACE": NAMESPACE}
+    ran = run_process("release", "--sample", "--json", *args, env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result: dict[str, object] = json.loads(ran.stdout)
     return result

@@ -1,8 +1,9 @@
-"""The record's tasks: `versions` (queries), `bump`, `deprecate`, `changelog`."""
+"""The record's tasks: `versions` (queries, registry check), `bump`, `deprecate`, `changelog`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 
@@ -11,18 +12,24 @@ from hookbuild.cli.task import task
 from hookbuild.config import Settings
 from hookbuild.variants import choices
 
+if TYPE_CHECKING:
+    from hookbuild.record.model import Record
+
 VERSIONS_FILE_HELP = "the version record (default: the versions_file setting, i.e. the repo's versions.toml)"
 
 
 @task(
+    short={"variant": "v"},
     help={
         "variant": f"only this variant ({choices(', ')})",
-        "all": "include deprecated versions (test-only ones are always listed, marked)",
+        "all": "include deprecated versions (test-only and planned ones are always listed, marked)",
         "json": "print JSON (for scripts and CI) instead of a table",
-        "supports": "only versions tagged with this feature, e.g. perf",
-        "show": "print one entry in full, e.g. istio@11.8",
+        "supports": "only released versions claiming this feature, e.g. perf: verified claims first",
+        "show": "print one entry in full, with its status history, e.g. istio@11.8",
+        "check-registry": "ask the registry whether every recorded release's tag still holds its recorded "
+        "digest; exit 7 if one does not",
         "versions-file": VERSIONS_FILE_HELP,
-    }
+    },
 )
 def versions(
     c: Context,
@@ -32,12 +39,15 @@ def versions(
     json: bool = False,
     supports: str | None = None,
     show: str | None = None,
+    check_registry: bool = False,
     versions_file: str | None = None,
 ) -> None:
     """List the recorded versions, newest first (`--supports perf`: which ones support a feature)."""
     from hookbuild import record
-    from hookbuild.record import views
+    from hookbuild.record import features, views
 
+    if supports is not None:
+        features.require(supports, flag="--supports")
     rec = record.load(settings.versions_file)
     if show:
         entry = rec.get(show)
@@ -46,24 +56,56 @@ def versions(
         else:
             views.show(entry)
         return
+    if check_registry:
+        _check_registry(rec, settings, variant=variant, json=json)
+        return
     entries = views.select(rec, variant=variant, include_all=all, supports=supports)
     if json:
-        print_json([entry.as_json() for entry in entries])
+        print_json([views.as_json(entry, supports=supports) for entry in entries])
     else:
-        views.table(entries, title=f"versions supporting {supports}" if supports else "versions")
+        title = f"versions supporting {supports}" if supports else "versions"
+        views.table(entries, title=title, supports=supports)
+
+
+def _check_registry(rec: Record, settings: Settings, *, variant: str | None, json: bool) -> None:
+    """One line (or JSON item) per recorded release; exit 7 when a tag no longer holds its digest."""
+    from invoke.exceptions import Exit
+
+    from hookbuild.errors import ExitCode, RegistryDrift
+    from hookbuild.record import drift
+
+    found = drift.check(rec, variant=variant, user=settings.registry_user)
+    moved = [item.entry.ref for item in found if not item.holds]
+    if json:
+        print_json([item.as_json() for item in found])
+    else:
+        for item in found:
+            print(item.line())
+    if moved:
+        error = RegistryDrift(
+            f"{len(moved)} of {len(found)} recorded release tag(s) no longer hold their recorded digest: "
+            + ", ".join(moved),
+            hint="point a tag back with `invoke release ... --repair`, or release a new version",
+        )
+        if json:  # the report above is the JSON answer; the error stays one line on stderr
+            raise Exit(f"error: {error.line()}", code=ExitCode.REGISTRY_DRIFT)
+        raise error
 
 
 @task(
-    iterable=["feature", "package"],
+    short={"variant": "v"},
+    iterable=["feature", "no_feature", "package"],
     help={
         "variant": f"the variant to bump ({choices(', ')})",
         "major": "next major version (12.0 -> 13.0)",
         "minor": "next minor version (12.0 -> 12.1)",
         "summary": "one line: what this version changes",
-        "feature": "feature tag (repeatable); default: those of the latest working version",
+        "feature": "add a feature tag to those of the latest working version (repeatable)",
+        "no-feature": "drop a feature tag carried over from the latest working version (repeatable)",
         "package": "extra image package (repeatable); default: those of the latest working version",
         "based-on": "VARIANT@X.Y this version starts from (must be recorded)",
         "supersedes": "X.Y of the same variant this version replaces",
+        "again": "plan another version while one is still planned (not released)",
         "dry-run": "check and print the new version, write nothing",
         "json": "print the new entry as JSON",
         "versions-file": VERSIONS_FILE_HELP,
@@ -77,32 +119,30 @@ def bump(
     minor: bool = False,
     summary: str = "",
     feature: list[str] | None = None,
+    no_feature: list[str] | None = None,
     package: list[str] | None = None,
     based_on: str | None = None,
     supersedes: str | None = None,
+    again: bool = False,
     dry_run: bool = False,
     json: bool = False,
     versions_file: str | None = None,
 ) -> None:
-    """Record the next version of a variant and print it (e.g. `12.1`, for scripts)."""
-    from hookbuild.errors import UsageError
+    """Plan the next version of a variant (status `planned` until released); print it (e.g. `12.1`)."""
     from hookbuild.record import edit
 
-    if not variant:
-        raise UsageError("bump needs --variant", hint="e.g. --variant istio --minor --summary TEXT")
-    if major == minor:
-        raise UsageError("bump needs exactly one of --major or --minor", hint="pass one of them")
-    if not summary.strip():
-        raise UsageError("bump needs --summary TEXT", hint="say in one line what the new version changes")
+    _check_bump_flags(variant, major, minor, summary, feature or [], no_feature or [], package or [])
     entry = edit.bump(
         settings.versions_file,
         variant,
         "major" if major else "minor",
         summary,
-        features=feature or None,
+        features=feature or (),
+        no_features=no_feature or (),
         packages=package or None,
-        based_on=based_on,
-        supersedes=supersedes,
+        based_on=_flag_ref("--based-on", based_on),
+        supersedes=_flag_version("--supersedes", supersedes),
+        again=again,
         dry_run=dry_run,
     )
     if json:
@@ -111,12 +151,71 @@ def bump(
         print(entry.version)
 
 
+def _check_bump_flags(
+    variant: str,
+    major: bool,
+    minor: bool,
+    summary: str,
+    added: list[str],
+    dropped: list[str],
+    packages: list[str],
+) -> None:
+    """Errors that name the flag, before the record is read."""
+    from hookbuild.errors import UsageError
+    from hookbuild.record import features
+    from hookbuild.record.model import PACKAGE
+
+    if not variant:
+        raise UsageError("bump needs --variant", hint="e.g. --variant istio --minor --summary TEXT")
+    if major == minor:
+        raise UsageError("bump needs exactly one of --major or --minor", hint="pass one of them")
+    if not summary.strip():
+        raise UsageError("bump needs --summary TEXT", hint="say in one line what the new version changes")
+    for tag in added:
+        features.require(tag, flag="--feature")
+    for tag in dropped:
+        features.require(tag, flag="--no-feature")
+    for name in packages:
+        if not PACKAGE.fullmatch(name):
+            raise UsageError(
+                f"--package {name!r} is not a Debian package name",
+                hint="lowercase letters, digits and '+', '-', '.', at least two characters",
+            )
+
+
+def _flag_ref(flag: str, value: str | None) -> str | None:
+    from hookbuild.errors import UsageError, VersionError
+    from hookbuild.record.model import parse_ref
+
+    if value is None:
+        return None
+    try:
+        parse_ref(value)
+    except VersionError as exc:
+        raise UsageError(f"{flag} {value!r}: {exc.message}", hint=exc.hint) from None
+    return value
+
+
+def _flag_version(flag: str, value: str | None) -> str | None:
+    from hookbuild.errors import UsageError, VersionError
+    from hookbuild.version import Version
+
+    if value is None:
+        return None
+    try:
+        Version.parse(value)
+    except VersionError as exc:
+        raise UsageError(f"{flag} {value!r}: {exc.message}", hint=exc.hint) from None
+    return value
+
+
 @task(
     help={
         "ref": "the version to change, VARIANT@X.Y (e.g. istio@11.7)",
-        "reason": "why (required; shown by `invoke versions` and the changelog)",
+        "reason": "why (required; appended to the version's history, shown by `versions --show` and the "
+        "changelog)",
         "test-only": "mark it test-only instead of deprecated",
-        "working": "reinstate it as working",
+        "working": "reinstate it as working (a planned version becomes working only by a release)",
         "versions-file": VERSIONS_FILE_HELP,
     }
 )
@@ -129,7 +228,7 @@ def deprecate(
     working: bool = False,
     versions_file: str | None = None,
 ) -> None:
-    """Deprecate a version (or mark it test-only); nothing is ever deleted from the record."""
+    """Deprecate a version (or mark it test-only); the change is appended to its history, nothing deleted."""
     from hookbuild import record
     from hookbuild.errors import UsageError
     from hookbuild.record import edit
@@ -142,10 +241,11 @@ def deprecate(
 
 
 @task(
-    short={"output": "o"},
+    short={"variant": "v", "output": "o"},
     help={
         "variant": "only this variant",
-        "output": "write the Markdown to this file instead of stdout",
+        "output": "write the Markdown (or JSON) to this file instead of stdout",
+        "json": "print the changelog as JSON: variants, versions, their claims and status history",
         "versions-file": VERSIONS_FILE_HELP,
     },
 )
@@ -154,9 +254,13 @@ def changelog(
     settings: Settings,
     variant: str | None = None,
     output: str | None = None,
+    json: bool = False,
     versions_file: str | None = None,
 ) -> None:
-    """The record as Markdown release notes (like the seed's Version Record)."""
+    """The record as Markdown release notes (like the seed's Version Record), with each status history."""
+    import io
+    from contextlib import redirect_stdout
+
     from hookbuild import fsutil, record
     from hookbuild.errors import UsageError
     from hookbuild.record import changelog as notes
@@ -164,7 +268,12 @@ def changelog(
     rec = record.load(settings.versions_file)
     if variant:
         rec.variant(variant)
-    text = notes.render(rec, variant=variant)
+    if json:
+        with redirect_stdout(io.StringIO()) as buffer:
+            print_json(notes.as_json(rec, variant=variant))
+        text = buffer.getvalue()
+    else:
+        text = notes.render(rec, variant=variant)
     if not output:
         print(text, end="")
         return

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 @task(
+    short={"variant": "v"},
     iterable=["package"],
     help={
         "variant": f"what to build: {choices(', ')} (default istio)",
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         "signing-key": "private key PEM (ed25519 or ECDSA P-256) that signs the provenance (config: "
         "signing_key); its password only from HOOKBUILD_SIGNING_KEY_PASSWORD",
         "no-sign": "no SBOM or signed provenance: the release is recorded as unsigned",
+        "repair": "a retry whose tag moved in the registry: point the tag back at the recorded digest",
         "dry-run": "print the plan (steps, commands, paths, tags) and change nothing",
         "json": "print the result (or the plan, with --dry-run) as JSON",
         "verbose": "debug logging",
@@ -63,6 +65,7 @@ def release(
     force: bool = False,
     signing_key: str = "",
     no_sign: bool = False,
+    repair: bool = False,
     dry_run: bool = False,
     json: bool = False,
     verbose: bool = False,
@@ -93,6 +96,7 @@ def release(
         allow_dirty=allow_dirty,
         force=force,
         no_sign=no_sign,
+        repair=repair,
     )
     plan = planning.plan(request, settings)
     if dry_run:

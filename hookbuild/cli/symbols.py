@@ -13,12 +13,13 @@ from hookbuild.cli.output import print_json
 from hookbuild.cli.record import VERSIONS_FILE_HELP
 from hookbuild.cli.task import task
 from hookbuild.config import Settings
+from hookbuild.errors import ExitCode
 
 if TYPE_CHECKING:
     from hookbuild.binary.diff import SymbolDiff
     from hookbuild.binary.symbols import BinaryInfo
 
-BREAKING_DIFF = 1  # `symbols --diff`: a recorded script would break
+BREAKING_DIFF = ExitCode.BREAKING_DIFF  # `symbols --diff`: a recorded script would break
 
 
 def _binary_info(
@@ -44,7 +45,7 @@ def _binary_info(
         "json": "print JSON (binary info and hookpoints, or the diff) instead of a table",
         "pattern": "substring of the mangled names to report, like `nm | grep` (default: hookpoint)",
         "debug-binary": "unstripped build of the same code, for a stripped TARGET: gives names and addresses",
-        "diff": "compare this OLD binary or VARIANT@X.Y with TARGET; exit 1 if a recorded script would break "
+        "diff": "compare this OLD binary or VARIANT@X.Y with TARGET; exit 8 if a recorded script would break "
         "(hookpoints removed or with a changed signature)",
         "scripts-dir": "also write trace.bt, trace_bcc.py and hookpoints.json into this directory",
         "probe-binary": "Envoy path the scripts probe (default /usr/local/bin/envoy, as in the image; from a "

@@ -60,8 +60,15 @@ def task(
         signature = inspect.signature(fn)
         parameters = [p for p in signature.parameters.values() if p.name != "settings"]
 
+        # Invoke hands a missing positional argument whatever comes next, `-h` too: that asks for help.
+        wanted = [p.name for p in parameters[1:] if p.default is inspect.Parameter.empty]
+        task_name = (name or fn.__name__).replace("_", "-")
+
         @functools.wraps(fn)
         def body(c: Context, *args: Any, **kwargs: Any) -> None:
+            if any(kwargs.get(key) in ("-h", "--help") for key in (positional or wanted)):
+                _print_help(task_name)
+                return
             logs.setup(verbose=bool(kwargs.get("verbose")))
             with errors_to_exit(json=bool(kwargs.get("json"))):
                 overrides = {key: value for key, value in kwargs.items() if key in _SETTINGS}
@@ -83,6 +90,15 @@ def task(
         )
 
     return wrap
+
+
+def _print_help(name: str) -> None:
+    """`invoke --help NAME`, for `invoke NAME -h` when NAME takes a positional argument."""
+    from invoke.program import Program
+
+    from hookbuild.cli import namespace
+
+    Program(namespace=namespace(), binary="inv[oke]").run(["invoke", "--help", name], exit=True)
 
 
 class HookbuildTask(Task[Any]):

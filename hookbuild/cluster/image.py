@@ -76,9 +76,9 @@ def resolve(versions_file: Path, release: str) -> SidecarImage:
     """The image of `release` (e.g. `istio@12.0`) as recorded in versions.toml."""
     from hookbuild import record  # owns versions.toml; raises VersionError/RecordError for unknown releases
 
-    entry = record.load(versions_file).get(release)
+    entry = record.load(versions_file).deployable(release)  # never a planned version: it has no image
     if entry.status is not record.Status.WORKING:
-        reason = f": {entry.status_reason}" if entry.status_reason else ""
+        reason = f": {entry.reason}" if entry.reason else ""
         log.warning("release %s is marked %s in %s%s", entry.ref, entry.status, versions_file, reason)
     if entry.release is not None:
         return sidecar_image(entry.ref, image=entry.release.image, digest=entry.release.digest)

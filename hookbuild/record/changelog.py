@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hookbuild.record.model import Entry, Record, Status
+from typing import Any
+
+from hookbuild.record.model import Entry, Record, Status, iso
 
 
 def render(record: Record, *, variant: str | None = None, title: str = "Version Record") -> str:
@@ -11,7 +13,7 @@ def render(record: Record, *, variant: str | None = None, title: str = "Version 
     lines = [f"## {title}", ""]
     for name in names:
         info = record.variant(name)
-        entries = sorted(record.of(name), key=lambda e: e.version)
+        entries = record.of(name)[::-1]
         lines.append(f"### {info.title}")
         if not entries:
             lines.append("- (no versions yet)")
@@ -20,11 +22,50 @@ def render(record: Record, *, variant: str | None = None, title: str = "Version 
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def as_json(record: Record, *, variant: str | None = None) -> list[dict[str, Any]]:
+    """The changelog as data: each variant (title) with its versions oldest first, each with its history."""
+    names = [variant] if variant else list(record.variants())
+    return [
+        {
+            "variant": name,
+            "title": record.variant(name).title,
+            "versions": [
+                {
+                    "ref": entry.ref,
+                    "version": str(entry.version),
+                    "status": str(entry.status),
+                    "summary": entry.summary,
+                    "features": {feature: entry.claim(feature) for feature in entry.features},
+                    "reference": entry.reference,
+                    "history": [
+                        {"status": str(c.status), "reason": c.reason, "at": iso(c.at) if c.at else None}
+                        for c in entry.changes
+                    ],
+                }
+                for entry in record.of(name)[::-1]
+            ],
+        }
+        for name in names
+    ]
+
+
+def _history(entry: Entry) -> str:
+    """Earlier statuses and their reasons, oldest first (the current one is in the label)."""
+    earlier = [
+        f"{change.status}"
+        + (f" ({change.reason.rstrip('.')})" if change.reason else "")
+        + (f" on {change.at:%Y-%m-%d}" if change.at else "")
+        for change in entry.changes[:-1]
+    ]
+    return f" Before: {'; '.join(earlier)}." if earlier else ""
+
+
 def _line(entry: Entry) -> str:
     label = str(entry.version) if entry.status is Status.WORKING else f"{entry.version} ({entry.status})"
     text = _sentence(entry.summary)
-    if entry.status_reason:
-        text += f" Reason: {_sentence(entry.status_reason)}"
+    if entry.reason and (entry.status in (Status.DEPRECATED, Status.TEST_ONLY) or entry.status_reason):
+        text += f" Reason: {_sentence(entry.reason)}"
+    text += _history(entry)
     if entry.supersedes is not None:
         text += f" Supersedes {entry.supersedes}."
     if entry.based_on:

@@ -1,7 +1,10 @@
 """Edits of the version record: the one locked, atomic write path, and the writers built on it.
 
-tomlkit keeps comments, order and layout; every result is validated by loading it back before it replaces
-the file, so a failed edit leaves the file as it was.
+A writer reads the record once (parse and validate), decides the new state of one entry from it, and
+writes only that entry's lines: a new entry is appended after its variant's last one, a changed one is
+edited in place with tomlkit on its own lines (comments and layout survive). The changed lines are parsed
+back and checked as an entry, and its relations against the record, before the file is replaced; every
+other byte stays as it was. So a write costs one parse and one validation, whatever the record's size.
 """
 
 from __future__ import annotations
@@ -9,16 +12,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import json
+import logging
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hookbuild import fsutil
-from hookbuild.errors import RecordError, UsageError
-from hookbuild.record.model import Entry, Provenance, Record, Status, Upstream, iso
-from hookbuild.record.schema import load, loads
+from hookbuild.errors import RecordConflict, RecordError, UsageError
+from hookbuild.record import toml_text
+from hookbuild.record.model import SCHEMA, Change, Entry, Provenance, Record, Status, Upstream, iso
+from hookbuild.record.schema import check_in, entry_from_table, loads, read_text
 from hookbuild.version import Version
 
 if TYPE_CHECKING:
@@ -29,12 +36,10 @@ T = TypeVar("T")
 LOCK_TIMEOUT = 60.0
 
 
-# --- rendering an entry as TOML text (used for appends, so new entries look like hand-written ones) -----
+# --- rendering an entry as TOML text (new entries look like hand-written ones) ---------------------------
 
 
 def _toml_value(value: Any) -> str:
-    import tomlkit
-
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
@@ -42,7 +47,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, Version | enum.Enum):
         return _toml_value(str(value.value) if isinstance(value, enum.Enum) else str(value))
     if isinstance(value, str):
-        return tomlkit.string(value).as_string()
+        # A JSON string is a TOML basic string, except that TOML wants DEL escaped too.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, tuple):
         if value and dataclasses.is_dataclass(value[0]):
             lines = "".join(f"  {_toml_value(item)},\n" for item in value)
@@ -61,15 +67,17 @@ def _set_fields(obj: Any) -> Iterator[tuple[str, Any]]:
             yield f.name, value
 
 
+_ALWAYS = frozenset({"version", "status", "verified", "summary", "features", "packages"})
+
+
 def render_entry(entry: Entry) -> str:
     """The `[[variant]]` table (and `[variant.release]`) for one entry, ending with a blank line."""
     lines = [f"[[{entry.variant}]]"]
-    always = {"version", "status", "verified", "summary", "features", "packages"}
     for f in fields(entry):
         value = getattr(entry, f.name)
         if f.name == "release" or not f.metadata.get("toml", True) or value is None:
             continue
-        if value == () and f.name not in always:
+        if value == () and f.name not in _ALWAYS:
             continue
         lines.append(f"{f.name} = {_toml_value(value)}")
     if entry.release is not None:
@@ -84,13 +92,41 @@ def render_entry(entry: Entry) -> str:
 @contextlib.contextmanager
 def _locked(path: Path, timeout: float) -> Iterator[None]:
     def busy() -> RecordError:
-        return RecordError(
+        return RecordConflict(
             f"{path} is locked by another writer (waited {timeout:.0f}s for {path}.lock)",
             hint="wait for the other invoke to finish; the lock is released when its process ends",
         )
 
-    with fsutil.locked(Path(f"{path}.lock"), timeout=timeout, on_timeout=busy):
+    def waiting() -> None:
+        logging.getLogger("hookbuild").info("waiting for another writer of %s (%s.lock)", path, path)
+
+    with fsutil.locked(Path(f"{path}.lock"), timeout=timeout, on_wait=waiting, on_timeout=busy):
+        # Temp files left by a writer that was killed: only the lock holder writes, so they are stale.
+        for stale in path.parent.glob(fsutil.temp_prefix(path) + "*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
         yield
+
+
+def write_entry(
+    path: Path,
+    decide: Callable[[Record], tuple[Entry, T]],
+    *,
+    dry_run: bool = False,
+    timeout: float = LOCK_TIMEOUT,
+) -> T:
+    """Under the lock: load the record, let `decide` return an entry's new state (new or changed) and a
+    result, write that entry's lines atomically. The file is untouched on any error and with dry_run."""
+    path = Path(path)
+    with _locked(path, timeout):
+        text = read_text(path)
+        record = loads(text, path=path)  # the one validation: never build on a broken record
+        entry, result = decide(record)
+        check_in(record, entry)
+        new_text = _with_entry(text, record, entry)
+        if not dry_run and new_text != text:
+            _write_atomic(path, new_text)
+        return result
 
 
 def update(
@@ -100,29 +136,21 @@ def update(
     dry_run: bool = False,
     timeout: float = LOCK_TIMEOUT,
 ) -> T:
-    """Apply `change` to the record under a lock, validate, write atomically; the file is untouched on error.
+    """Any change of the whole document (tomlkit, in place), validated once before it replaces the file.
 
-    The change edits the tomlkit document in place (comments and layout survive) and returns a value.
-    With dry_run everything runs, including validation, except the write.
+    For edits that are not one entry's; it costs a tomlkit round trip of the whole file.
     """
     import tomlkit
 
     path = Path(path)
     with _locked(path, timeout):
-        # Temp files left by a writer that was killed: only the lock holder writes, so they are stale.
-        for stale in path.parent.glob(fsutil.temp_prefix(path) + "*.tmp"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        before = load(path)  # validates what is there first: never build on a broken record
-        del before
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         doc = tomlkit.parse(text)
         result = change(doc)
         new_text = tomlkit.dumps(doc)
         loads(new_text, path=path)
-        if dry_run or new_text == text:
-            return result
-        _write_atomic(path, new_text)
+        if not dry_run and new_text != text:
+            _write_atomic(path, new_text)
         return result
 
 
@@ -130,85 +158,193 @@ def _write_atomic(path: Path, text: str) -> None:
     try:
         fsutil.atomic_write(path, text)
     except OSError as exc:  # disk full, read-only, quota: the old file is still there, intact
-        raise _unwritable(path, exc) from None
+        raise RecordError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint="free space or fix permissions in that directory and retry; the record was left unchanged",
+        ) from None
 
 
-def _unwritable(path: Path, exc: OSError) -> RecordError:
-    return RecordError(
-        f"cannot write {path}: {exc.strerror or exc}",
-        hint="free space or fix permissions in that directory and retry; the record was left unchanged",
-    )
+# --- one entry's lines ------------------------------------------------------------------------------------
 
 
-# --- tomlkit document helpers ---------------------------------------------------------------------------
+def _with_entry(text: str, record: Record, entry: Entry) -> str:
+    """`text` with `entry` appended (a new version) or its table changed in place; schema line upgraded."""
+    lines = text.split("\n")
+    if record.schema != SCHEMA and (number := toml_text.top_level_line(text, "schema")) is not None:
+        lines[number] = f"schema = {SCHEMA}"
+    found = toml_text.headers(text)
+    old = record.find(entry.variant, entry.version)
+    if old is None:
+        return _append(lines, found, record, entry)
+    index = record.positions[(entry.variant, entry.version)]
+    span = toml_text.entry_span(found, len(lines), entry.variant, index)
+    if span is None:
+        raise RecordError(
+            f"cannot find the [[{entry.variant}]] table of {entry.ref} in {record.path}",
+            hint="write its header on a line of its own, `[[" + entry.variant + "]]`",
+        )
+    own = toml_text.split_trailer(lines[span.start : span.end]) + span.start
+    piece = _changed_table("\n".join(lines[span.start : own]) + "\n", old, entry)
+    _require_same(piece, entry)
+    head = "\n".join(lines[: span.start])
+    tail = "\n".join(lines[own:])
+    return head + ("\n" if head else "") + piece[:-1] + ("\n" + tail if own < len(lines) else "")
 
 
-def _current(doc: tomlkit.TOMLDocument) -> Record:
+def _append(lines: list[str], found: list[toml_text.Header], record: Record, entry: Entry) -> str:
+    """After the variant's last entry, before the comments that open the next section (or at the end)."""
+    piece = render_entry(entry)
+    _require_same(piece, entry)
+    count = sum(1 for e in record.entries if e.variant == entry.variant)
+    span = toml_text.entry_span(found, len(lines), entry.variant, count - 1) if count else None
+    if span is None:
+        head = "\n".join(lines).rstrip("\n")
+        return f"{head}\n\n{piece}".rstrip("\n") + "\n"
+    at = toml_text.split_trailer(lines[span.start : span.end]) + span.start
+    before = "\n".join(lines[:at]).rstrip("\n")
+    after = "\n".join(lines[at:])
+    return f"{before}\n\n{piece}{after}".rstrip("\n") + "\n"
+
+
+def _changed_table(piece: str, old: Entry, new: Entry) -> str:
+    """The entry's own lines edited with tomlkit: only the fields that changed are touched."""
     import tomlkit
 
-    return loads(tomlkit.dumps(doc))
-
-
-def _entry_index(doc: tomlkit.TOMLDocument, variant: str, version: Version) -> int | None:
-    for index, table in enumerate(doc.get(variant, [])):
-        if table.get("version") == str(version):
-            return index
-    return None
-
-
-def _parsed_table(entry: Entry) -> Any:
-    import tomlkit
-
-    return tomlkit.parse(render_entry(entry))[entry.variant][0]
-
-
-def _deepest(table: Any) -> Any:
-    """The container whose body ends the table's text (its last sub-table, recursively)."""
-    from tomlkit.items import Table
-
-    while table.value.body and isinstance(table.value.body[-1][1], Table):
-        table = table.value.body[-1][1]
-    return table
+    doc = tomlkit.parse(piece)
+    table = doc[new.variant][0]
+    fresh = tomlkit.parse(render_entry(new))[new.variant][0]
+    for f in fields(Entry):
+        if not f.metadata.get("toml", True) or getattr(old, f.name) == getattr(new, f.name):
+            continue
+        if f.name not in fresh:
+            if f.name in table:
+                del table[f.name]
+        elif f.name == "release" and "release" not in table:
+            _ensure_blank_line(table)
+            table.append("release", fresh["release"])
+        else:
+            table[f.name] = fresh[f.name]
+    return tomlkit.dumps(doc)
 
 
 def _ensure_blank_line(table: Any) -> None:
     import tomlkit
+    from tomlkit.items import Table
 
     if not table.as_string().endswith("\n\n"):
-        _deepest(table).value.body.append((None, tomlkit.nl()))
+        while table.value.body and isinstance(table.value.body[-1][1], Table):
+            table = table.value.body[-1][1]
+        table.value.body.append((None, tomlkit.nl()))
 
 
-def _append(doc: tomlkit.TOMLDocument, entry: Entry) -> None:
-    """Append an entry after the variant's last one, moving comments that belong to the next section."""
-    import tomlkit
-    from tomlkit.items import Comment, Whitespace
-
-    table = _parsed_table(entry)
-    if entry.variant not in doc:
-        if not tomlkit.dumps(doc).endswith("\n\n"):
-            doc.add(tomlkit.nl())
-        aot = tomlkit.aot()
-        aot.append(table)
-        doc.append(entry.variant, aot)
-        return
-    aot = doc[entry.variant]
-    tail = _deepest(aot[-1])
-    body = tail.value.body
-    trailing: list[tuple[Any, Any]] = []
-    while body and body[-1][0] is None and isinstance(body[-1][1], Comment | Whitespace):
-        trailing.insert(0, body.pop())
-    first_comment = next(
-        (i for i, (_, item) in enumerate(trailing) if isinstance(item, Comment)), len(trailing)
-    )
-    keep, move = trailing[:first_comment], trailing[first_comment:]
-    body.extend(keep)
-    _ensure_blank_line(aot[-1])
-    aot.append(table)
-    if move:
-        _deepest(aot[-1]).value.body.extend(move)
+def _require_same(piece: str, entry: Entry) -> None:
+    """The lines about to be written read back as exactly `entry` (the check of what an edit writes)."""
+    try:
+        data = tomllib.loads(piece)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecordError(
+            f"the edit of {entry.ref} is not valid TOML: {exc}", hint="report this bug"
+        ) from None
+    written = entry_from_table(data[entry.variant][0], variant=entry.variant, label=entry.ref)
+    if written != entry:
+        raise RecordError(f"the edit of {entry.ref} does not read back as intended", hint="report this bug")
 
 
-# --- convenience writers ----------------------------------------------------------------------------------
+# --- the writers ------------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def bump(
+    path: Path,
+    variant: str,
+    part: str,
+    summary: str,
+    *,
+    features: Sequence[str] = (),
+    no_features: Sequence[str] = (),
+    packages: Sequence[str] | None = None,
+    upstream: Upstream | None = None,
+    based_on: str | None = None,
+    supersedes: str | None = None,
+    notes: str | None = None,
+    again: bool = False,
+    dry_run: bool = False,
+    now: Callable[[], datetime] = _now,
+) -> Entry:
+    """Plan the next version of a variant: status `planned` until a release makes it `working`.
+
+    Features: those of the latest working version, plus `features`, minus `no_features`; packages carry
+    over unless given. While a version is planned, another one needs again=True.
+    """
+
+    def decide(record: Record) -> tuple[Entry, Entry]:
+        record.variant(variant)
+        planned = record.planned(variant)
+        if planned is not None and not again:
+            raise RecordConflict(
+                f"{planned.ref} is planned and not released yet",
+                hint=f"release it, deprecate it, or pass --again to plan {variant} "
+                f"{record.next_version(variant, part)} as well",
+            )
+        base = record.latest(variant)
+        carried = base.features if base else ()
+        missing = [tag for tag in no_features if tag not in carried and tag not in features]
+        if missing:
+            raise UsageError(
+                f"--no-feature {missing[0]}: {base.ref if base else variant} has no such feature to drop",
+                hint=f"features carried over: {', '.join(carried) or '(none)'}",
+            )
+        chosen = tuple(dict.fromkeys(tag for tag in (*carried, *features) if tag not in no_features))
+        entry = Entry(
+            variant=variant,
+            version=record.next_version(variant, part),
+            status=Status.PLANNED,
+            summary=summary,
+            features=chosen,
+            packages=tuple(packages) if packages is not None else (base.packages if base else ()),
+            upstream=upstream if upstream is not None else (base.upstream if base else None),
+            based_on=based_on,
+            supersedes=Version.parse(supersedes) if supersedes else None,
+            history=(Change(status=Status.PLANNED, reason="bumped", at=now()),),
+            notes=notes,
+        )
+        return entry, entry
+
+    return write_entry(path, decide, dry_run=dry_run)
+
+
+def set_status(
+    path: Path, ref: str, status: Status, reason: str, *, now: Callable[[], datetime] = _now
+) -> Entry:
+    """Deprecate, mark test-only or reinstate as working: appended to the entry's history, never overwritten.
+
+    Only a release makes a planned version working.
+    """
+    if not reason.strip():
+        raise UsageError(f"changing {ref} to {status} needs a reason", hint="pass --reason TEXT")
+    if status is Status.PLANNED:
+        raise UsageError(f"{ref} cannot become planned again", hint="bump plans new versions")
+
+    def decide(record: Record) -> tuple[Entry, Entry]:
+        entry = record.get(ref)
+        if status is Status.WORKING and entry.status is Status.PLANNED:
+            raise RecordConflict(
+                f"{entry.ref} is planned: only a release makes it working",
+                hint=f"invoke release --variant {entry.variant} --version {entry.version}",
+            )
+        changed = _with_change(entry, Change(status=status, reason=reason, at=now()))
+        return changed, changed
+
+    return write_entry(path, decide)
+
+
+def _with_change(entry: Entry, change: Change) -> Entry:
+    """The entry after a status change; a hand-kept status (schema 1) becomes the first history item."""
+    history = entry.history or (Change(status=entry.status, reason=entry.status_reason),)
+    return dataclasses.replace(entry, status=change.status, status_reason=None, history=(*history, change))
 
 
 def add_release(
@@ -223,157 +359,63 @@ def add_release(
     based_on: str | None = None,
     packages: tuple[str, ...] | None = None,
     upstream: Upstream | None = None,
+    features: tuple[str, ...] | None = None,
 ) -> Entry:
-    """Record a release: attach its provenance to the recorded version (e.g. one made by `bump`), or add
-    the version, carrying the latest working version's features. A version already released needs
-    replace=True. Given facts (based_on, packages, upstream) win over carried ones.
+    """Record a release: attach its provenance to the recorded version (a planned one becomes working), or
+    add the version. `features` are those the release may claim (its checks passed, or nothing can check
+    them); None carries the entry's or the latest working version's. A released version needs replace=True.
     """
-    return _record_release(
-        path,
-        variant,
-        version,
-        provenance,
-        replace=replace,
-        dry_run=dry_run,
-        summary=summary,
-        based_on=based_on,
-        packages=packages,
-        upstream=upstream,
+    wanted = Version.parse(version) if isinstance(version, str) else version
+    released = Change(
+        status=Status.WORKING, reason=f"released as {provenance.pinned}", at=provenance.released_at
     )
 
-
-def _record_release(
-    path: Path,
-    variant: str,
-    version: Version | str,
-    provenance: Provenance,
-    *,
-    replace: bool,
-    dry_run: bool,
-    summary: str | None,
-    based_on: str | None = None,
-    packages: tuple[str, ...] | None = None,
-    upstream: Upstream | None = None,
-) -> Entry:
-    wanted = Version.parse(version) if isinstance(version, str) else version
-
-    def change(doc: tomlkit.TOMLDocument) -> Entry:
-        record = _current(doc)
+    def decide(record: Record) -> tuple[Entry, Entry]:
         record.variant(variant)
         entry = record.find(variant, wanted)
+        if entry is not None and entry.release is not None and not replace:
+            raise RecordConflict(
+                f"{entry.ref} was already released as {entry.release.pinned}",
+                hint="bump to a new version; re-releasing a version needs replace=True (--force)",
+            )
         if entry is None:
             base = record.latest(variant)
-            new = Entry(
+            entry = Entry(
                 variant=variant,
                 version=wanted,
                 summary=summary or f"released by hookbuild from Envoy {provenance.envoy_commit[:12]}",
                 features=base.features if base else (),
-                packages=packages if packages is not None else (base.packages if base else ()),
-                upstream=upstream or (base.upstream if base else None),
-                based_on=based_on,
-                image=provenance.image,
-                release=provenance,
+                packages=base.packages if base else (),
+                upstream=base.upstream if base else None,
+                history=(released,),
             )
-            _append(doc, new)
-            return new
-        return _attach(doc, entry, provenance, replace=replace)
-
-    return update(path, change, dry_run=dry_run)
-
-
-def _attach(doc: tomlkit.TOMLDocument, entry: Entry, provenance: Provenance, *, replace: bool) -> Entry:
-    if entry.release is not None and not replace:
-        raise RecordError(
-            f"{entry.ref} was already released as {entry.release.pinned}",
-            hint="bump to a new version; re-releasing a version needs replace=True (--force)",
+        elif entry.status is Status.PLANNED:
+            entry = _with_change(entry, released)
+        new = dataclasses.replace(
+            entry,
+            features=features if features is not None else entry.features,
+            packages=packages if packages is not None else entry.packages,
+            upstream=upstream or entry.upstream,
+            based_on=based_on or entry.based_on,
+            image=provenance.image,
+            release=provenance,
         )
-    new = dataclasses.replace(entry, release=provenance, image=provenance.image)
-    index = _entry_index(doc, entry.variant, entry.version)
-    assert index is not None
-    table = doc[entry.variant][index]
-    table["image"] = provenance.image
-    parsed = _parsed_table(new)["release"]
-    if "release" in table:
-        table["release"] = parsed
-    else:
-        _ensure_blank_line(table)
-        table.append("release", parsed)
-    return new
+        return new, new
 
-
-def bump(
-    path: Path,
-    variant: str,
-    part: str,
-    summary: str,
-    *,
-    features: Sequence[str] | None = None,
-    packages: Sequence[str] | None = None,
-    status: Status = Status.WORKING,
-    upstream: Upstream | None = None,
-    based_on: str | None = None,
-    supersedes: str | None = None,
-    notes: str | None = None,
-    dry_run: bool = False,
-) -> Entry:
-    """Record the next version of a variant; features and packages carry over from the latest working one."""
-
-    def change(doc: tomlkit.TOMLDocument) -> Entry:
-        record = _current(doc)
-        record.variant(variant)
-        base = record.latest(variant)
-        entry = Entry(
-            variant=variant,
-            version=record.next_version(variant, part),
-            status=status,
-            summary=summary,
-            features=tuple(features) if features is not None else (base.features if base else ()),
-            packages=tuple(packages) if packages is not None else (base.packages if base else ()),
-            upstream=upstream if upstream is not None else (base.upstream if base else None),
-            based_on=based_on,
-            supersedes=Version.parse(supersedes) if supersedes else None,
-            notes=notes,
-        )
-        _append(doc, entry)
-        return entry
-
-    return update(path, change, dry_run=dry_run)
-
-
-def set_status(path: Path, ref: str, status: Status, reason: str) -> Entry:
-    """Deprecate or mark test-only (or reinstate as working); entries are never deleted."""
-    if not reason.strip():
-        raise UsageError(f"changing {ref} to {status} needs a reason", hint="pass --reason TEXT")
-
-    def change(doc: tomlkit.TOMLDocument) -> Entry:
-        entry = _current(doc).get(ref)
-        index = _entry_index(doc, entry.variant, entry.version)
-        assert index is not None
-        table = doc[entry.variant][index]
-        table["status"] = str(status)
-        table["status_reason"] = reason
-        return dataclasses.replace(entry, status=status, status_reason=reason)
-
-    return update(path, change)
+    return write_entry(path, decide, dry_run=dry_run)
 
 
 def add_location(path: Path, ref: str, location: str) -> Entry:
     """Add a registry tag holding a release's digest (`invoke promote`); already listed: nothing written."""
 
-    def change(doc: tomlkit.TOMLDocument) -> Entry:
-        entry = _current(doc).get(ref)
+    def decide(record: Record) -> tuple[Entry, Entry]:
+        entry = record.get(ref)
         if entry.release is None:
             raise RecordError(f"{ref} has no release to add a location to", hint="promote a released version")
         known = entry.release.locations or (entry.release.image,)
         if location in known:
-            return entry
-        locations = (*known, location)
-        index = _entry_index(doc, entry.variant, entry.version)
-        assert index is not None
-        doc[entry.variant][index]["release"]["locations"] = list(locations)
-        return dataclasses.replace(entry, release=dataclasses.replace(entry.release, locations=locations))
+            return entry, entry
+        new = dataclasses.replace(entry, release=dataclasses.replace(entry.release, locations=(*known, location)))
+        return new, new
 
-    entry = load(path).get(ref)
-    if entry.release is not None and location in (entry.release.locations or (entry.release.image,)):
-        return entry  # a retry: nothing to write, not even the lock is taken
-    return update(path, change)
+    return write_entry(path, decide)

@@ -5,15 +5,19 @@ Reading uses only the standard library (tomllib), so queries stay fast; edits li
 
 Schema (see the header of versions.toml): `[variants.NAME]` declares a variant; each variant's versions are
 an array of tables `[[NAME]]`, one per version, with an optional `[NAME.release]` sub-table holding the
-provenance that `invoke release` records. The schema is derived from the dataclasses below: to extend it,
-add a field with a default (and, if needed, a `check` in its metadata); loading, validation, JSON and
-rendering follow.
+provenance that `invoke release` records. A version's status changes are appended to its `history`, never
+overwritten; `bump` makes a version `planned`, and only a release makes it `working`. Schema 1 files (no
+history, no `planned`, no `checked`) read as they are; the first write makes them schema 2.
+
+The schema is derived from the dataclasses below: to extend it, add a field with a default (and, if needed,
+a `check` in its metadata); loading, validation, JSON and rendering follow.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -21,15 +25,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hookbuild.errors import VersionError
+from hookbuild.errors import RecordConflict, VersionError
 from hookbuild.images import reference
+from hookbuild.record import features as feature_tags
 from hookbuild.version import Version
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 
 NAME = re.compile(r"[a-z][a-z0-9-]*")
-_FEATURE = re.compile(r"[a-z0-9][a-z0-9._-]*")
-_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -40,6 +45,7 @@ _REPOSITORY = re.compile(r"[a-z0-9][a-z0-9._:-]*(?:/[a-z0-9][a-z0-9._-]*)+")
 
 
 class Status(enum.StrEnum):
+    PLANNED = "planned"
     WORKING = "working"
     DEPRECATED = "deprecated"
     TEST_ONLY = "test-only"
@@ -90,6 +96,15 @@ class Upstream:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Change:
+    """One status change: the new status, why, and when (`at` is absent in entries kept by hand)."""
+
+    status: Status
+    reason: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Provenance:
     """What `invoke release` published and from what. Absent for entries made before hookbuild."""
 
@@ -120,6 +135,8 @@ class Provenance:
         default=(), metadata=_check(_matches(_IMAGE, "an image reference with a tag (registry/repo:tag)"))
     )
     """Every registry tag holding this digest: the release's own, then each `invoke promote`."""
+    checked: tuple[str, ...] | None = field(default=None, metadata=_check(feature_tags.problem))
+    """Features whose check passed in the built image before the push; None: released before checks."""
 
     @property
     def pinned(self) -> str:
@@ -144,16 +161,14 @@ class Entry:
     status: Status = Status.WORKING
     verified: bool = False
     summary: str
-    features: tuple[str, ...] = field(
-        default=(), metadata=_check(_matches(_FEATURE, "a feature tag (lowercase, digits, '-', '_', '.')"))
-    )
-    packages: tuple[str, ...] = field(
-        default=(), metadata=_check(_matches(_PACKAGE, "a Debian package name"))
-    )
+    features: tuple[str, ...] = field(default=(), metadata=_check(feature_tags.problem))
+    packages: tuple[str, ...] = field(default=(), metadata=_check(_matches(PACKAGE, "a Debian package name")))
     upstream: Upstream | None = None
     based_on: str | None = field(default=None, metadata=_check(_check_ref))
     supersedes: Version | None = None
     status_reason: str | None = None
+    """The reason of a status set by hand (schema 1); hookbuild's changes go to `history`."""
+    history: tuple[Change, ...] = ()
     image: str | None = field(
         default=None, metadata=_check(_matches(_IMAGE, "an image reference with a tag (registry/repo:tag)"))
     )
@@ -169,6 +184,23 @@ class Entry:
         return self.release.digest if self.release else None
 
     @property
+    def changes(self) -> tuple[Change, ...]:
+        """Every status the entry had, oldest first: its history, or the one status set by hand."""
+        return self.history or (Change(status=self.status, reason=self.status_reason),)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the entry has its current status."""
+        return self.changes[-1].reason
+
+    def claim(self, feature: str) -> str | None:
+        """How `feature` is known to hold: "verified" (its check passed before the push), "by hand", or None."""
+        if feature not in self.features:
+            return None
+        checked = self.release.checked if self.release is not None else None
+        return "verified" if checked is not None and feature in checked else "by hand"
+
+    @property
     def reference(self) -> str | None:
         """The image to deploy: pinned by digest when released by hookbuild, else the recorded tag."""
         if self.release is not None:
@@ -180,6 +212,8 @@ class Entry:
         data.update(_to_plain(self))
         data["digest"] = self.digest
         data["reference"] = self.reference
+        data["reason"] = self.reason
+        data["claims"] = {feature: self.claim(feature) for feature in self.features}
         return data
 
 
@@ -189,6 +223,10 @@ class Record:
     declared: Mapping[str, Variant]
     entries: tuple[Entry, ...]
     """Grouped by variant (declaration order), oldest first within a variant."""
+    schema: int = SCHEMA
+    """The schema the file declares (an older one is upgraded by the next write)."""
+    positions: Mapping[tuple[str, Version], int] = field(default_factory=dict, compare=False, repr=False)
+    """(variant, version) -> index of its `[[variant]]` table in the file, for edits."""
 
     def variants(self) -> tuple[str, ...]:
         return tuple(self.declared)
@@ -207,7 +245,7 @@ class Record:
         chosen = [e for e in self.entries if e.variant == variant]
         if working_only:
             chosen = [e for e in chosen if e.status is Status.WORKING]
-        return tuple(sorted(chosen, key=lambda e: e.version, reverse=True))
+        return tuple(sorted(chosen, key=order, reverse=True))
 
     def find(self, variant: str, version: Version | str) -> Entry | None:
         wanted = Version.parse(version) if isinstance(version, str) else version
@@ -234,13 +272,33 @@ class Record:
         return entries[0] if entries else None
 
     def supporting(self, feature: str, *, include_all: bool = False) -> tuple[Entry, ...]:
-        """Entries tagged with `feature`, newest first per variant; deprecated ones only with include_all."""
-        return tuple(
+        """Entries claiming `feature`: verified claims first, then those kept by hand, each newest first per
+        variant. Never a planned version (nothing is built yet); deprecated ones only with include_all."""
+        chosen = [
             entry
             for name in self.declared
             for entry in self.of(name)
-            if feature in entry.features and (include_all or entry.status is not Status.DEPRECATED)
-        )
+            if feature in entry.features
+            and entry.status is not Status.PLANNED
+            and (include_all or entry.status is not Status.DEPRECATED)
+        ]
+        return tuple(sorted(chosen, key=lambda e: e.claim(feature) != "verified"))  # stable: keeps order
+
+    def planned(self, variant: str) -> Entry | None:
+        """The variant's planned version (bumped, not yet released), if any."""
+        return next((e for e in self.of(variant) if e.status is Status.PLANNED), None)
+
+    def deployable(self, ref: str) -> Entry:
+        """The entry of `ref` to deploy (inject); RecordConflict for a planned version, which has no image."""
+        entry = self.get(ref)
+        if entry.status is Status.PLANNED:
+            working = self.latest(entry.variant)
+            raise RecordConflict(
+                f"{entry.ref} is planned, not released: it has no image yet",
+                hint=f"release it first (`invoke release --variant {entry.variant} --version {entry.version}`)"
+                + (f", or deploy {working.ref}" if working else ""),
+            )
+        return entry
 
     def next_version(self, variant: str, part: str) -> Version:
         """The version after the highest one ever recorded (any status: numbers are never reused)."""
@@ -251,6 +309,11 @@ class Record:
             return Version(1, 0) if part == "major" else Version(0, 1)
         top = entries[0].version
         return top.bump_major() if part == "major" else top.bump_minor()
+
+
+def order(entry: Entry) -> tuple[int, int]:
+    """Sort key of entries by version: MAJOR.MINOR compares like semver, without building semver objects."""
+    return (entry.version.major, entry.version.minor)
 
 
 def parse_ref(ref: str) -> tuple[str, Version]:
@@ -267,12 +330,19 @@ def parse_ref(ref: str) -> tuple[str, Version]:
     return variant, Version.parse(version)
 
 
+@functools.cache
+def _stored(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.metadata.get("toml", True))
+
+
 def _to_plain(obj: Any) -> Any:
     """A dataclass as JSON-friendly plain data (fields not stored in TOML, such as `variant`, left out)."""
+    if obj is None or isinstance(obj, str | bool | int):
+        return obj
     if isinstance(obj, Version | enum.Enum):
         return str(obj.value) if isinstance(obj, enum.Enum) else str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj) if f.metadata.get("toml", True)}
+        return {name: _to_plain(getattr(obj, name)) for name in _stored(type(obj))}
     if isinstance(obj, datetime):
         return iso(obj)
     if isinstance(obj, tuple):

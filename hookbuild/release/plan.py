@@ -40,6 +40,9 @@ class Plan:
     debug_build: BuildSpec | None  # same sources with symbols, for the addresses of a stripped build
     based_on: record.Entry | None
     packages: tuple[str, ...]
+    features: tuple[
+        str, ...
+    ]  # claims to check in the built image: the version's (bumped) or latest working's
     dist: Path
     image: ImageRef
     base_image: str
@@ -48,6 +51,7 @@ class Plan:
     sample: bool
     allow_dirty: bool
     force: bool
+    repair: bool = False
     registry_user: str | None = None
     signer: Signer | None = None  # None: --no-sign, recorded as unsigned
     bazel_options: tuple[str, ...] = ()  # the scale-out flags every build gets, for the provenance
@@ -125,6 +129,7 @@ def plan(request: Request, settings: Settings) -> Plan:
         debug_build=debug_build,
         based_on=based_on,
         packages=_packages(request, the_record, variant, version, based_on),
+        features=_features(the_record, variant, version),
         dist=release_dir(settings, versions_file, variant.name, version),
         image=ImageRef.parse(f"{settings.registry}/{settings.namespace}/{variant.image_name}:{version}"),
         base_image=base_image,
@@ -133,6 +138,7 @@ def plan(request: Request, settings: Settings) -> Plan:
         sample=request.sample,
         allow_dirty=request.allow_dirty,
         force=request.force,
+        repair=request.repair,
         registry_user=settings.registry_user,
         signer=_signer(request, settings),
         bazel_options=tuple(_bazel(settings).flags()),
@@ -295,3 +301,10 @@ def _packages(
     if entry is not None and entry.packages:
         return entry.packages
     return based_on.packages if based_on is not None else ()
+
+
+def _features(the_record: record.Record, variant: Variant, version: Version) -> tuple[str, ...]:
+    """What the release would claim: the features bumped for this version, else the latest working one's.
+    Each is checked in the built image before the push; only those that hold are recorded."""
+    entry = the_record.find(variant.name, version) or the_record.latest(variant.name)
+    return entry.features if entry is not None else ()

@@ -28,5 +28,6 @@ class Request:
     packages: tuple[str, ...] | None = None  # extra image packages (default: the record's)
     allow_dirty: bool = False
     force: bool = False
+    repair: bool = False  # a retry whose tag moved points it back at the recorded digest
     stripped: bool = False  # ship the stripped release build; uprobes use a debug build's addresses
     no_sign: bool = False  # skip the SBOM and signed provenance; the release is recorded as unsigned

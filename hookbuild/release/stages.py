@@ -1,7 +1,7 @@
 """The release as one ordered tuple of stages: `STAGES` is both what `execute` runs and what `--dry-run` prints.
 
-    sources -> base image -> patch -> workspace -> (debug build) -> build | copy -> hookpoints -> scripts
-            -> image -> check -> push -> sign -> record
+    sources (+ registry truth of a recorded release) -> base image -> patch -> workspace -> (debug build)
+            -> build | copy -> hookpoints -> scripts -> image -> check -> features -> push -> sign -> record
 
 Each stage says whether it applies to a plan, describes itself from the plan alone (the dry run), and runs
 against a `Run` that carries what earlier stages learnt. A variant that builds on a recorded release
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hookbuild import record
-from hookbuild.errors import HookbuildError
+from hookbuild.errors import BuildFailed, CommandFailed, HookbuildError, RegistryDrift
 from hookbuild.images.reference import ImageRef
+from hookbuild.record import features
 from hookbuild.release.identity import Origin, inputs_key, origin_of, recorded
 from hookbuild.release.plan import Plan
 from hookbuild.supply import stage as supply_stage
@@ -62,6 +63,7 @@ class Run:
         None  # registry HTTP clients for the sign stage (default: real)
     )
     signed: Signed | None = None  # what the sign stage attached; None for --no-sign
+    verdict: features.Verdict | None = None  # the features' checks in the built image
     recorded: bool = False
 
     @property
@@ -103,7 +105,29 @@ def _sources(run: Run) -> None:
     run.origin = origin_of(run.plan)
     run.key = inputs_key(run.plan, run.origin)
     existing = recorded(run.plan, run.key)
+    if existing is not None and existing.release is not None:
+        _still_tagged(run.plan, existing.ref, existing.release)
     run.existing = existing.release if existing is not None else None
+
+
+def _still_tagged(plan: Plan, ref: str, release: record.Provenance) -> None:
+    """A retry reports a recorded release only if its tag still holds the recorded digest (or, with
+    --repair, once the tag is pointed back at it): the record must not claim what the registry denies."""
+    from hookbuild.images import registry, tags
+
+    image = ImageRef.parse(release.image)
+    auth = registry.credentials(image.registry, user=plan.registry_user)
+    found = tags.digest_of(image, auth=auth)
+    if found == release.digest:
+        return
+    now = f"holds {found}" if found else "is gone from the registry"
+    if not plan.repair:
+        raise RegistryDrift(
+            f"{ref} is recorded as {release.digest}, but its tag {image} {now}",
+            hint="pass --repair to point the tag back at the recorded digest, or bump and release a new version",
+        )
+    tags.point(image, release.digest, auth=auth)
+    log.warning("%s: the tag %s %s; pointed it back at the recorded %s", ref, image, now, release.digest)
 
 
 # --- the base image and the binary ---------------------------------------------------------------------
@@ -175,9 +199,12 @@ def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str)
     assert system is not None
     with bazel.secret_bazelrc(bazel.remote_headers()) as rc:
         build = system.with_bazelrc(spec.command, rc) if rc else spec.command
-        command.run(
-            build, log_file=build_log, on_line=lambda line: log.info("  │ %s", line), what=f"the {label}"
-        )
+        try:
+            command.run(
+                build, log_file=build_log, on_line=lambda line: log.info("  │ %s", line), what=f"the {label}"
+            )
+        except CommandFailed as exc:  # its own exit code: CI tells a broken build from a broken push
+            raise BuildFailed(exc.message, hint=exc.hint) from None
     with run.timed("locate"):
         built = outputs.resolve_link(spec.output_link, client=run.docker) / spec.output_name
         if spec.archive_member:
@@ -318,6 +345,36 @@ def _check(run: Run) -> None:
     engine.check(run.docker, run.image_id, run.plan.variant.check_command)
 
 
+def _describe_features(plan: Plan) -> list[str]:
+    checks = [f"{tag} ({features.FEATURES[tag].check or 'no check: kept by hand'})" for tag in plan.features]
+    return [f"features: check {', '.join(checks)} in the image; only those that hold are recorded"]
+
+
+def _features(run: Run) -> None:
+    """Check each claimed feature on the built image before the push; failed ones are not recorded."""
+    from hookbuild.errors import ImageError
+    from hookbuild.images import engine
+
+    assert run.image_id is not None and run.info is not None
+    image_id = run.image_id
+
+    def runs(command: tuple[str, ...]) -> str | None:
+        try:
+            engine.check(run.docker, image_id, command)
+        except ImageError as exc:
+            return exc.message
+        return None
+
+    run.verdict = features.verify(
+        run.plan.features,
+        run=runs,
+        hookpoints=[h.demangled for h in run.info.hookpoints],
+        stripped=run.info.stripped,
+    )
+    for tag, why in run.verdict.failed.items():
+        log.warning("feature %s is not recorded for %s: %s", tag, run.plan.ref, why)
+
+
 def _describe_push(plan: Plan) -> list[str]:
     return [
         f"push: {plan.image} (credentials from HOOKBUILD_REGISTRY_* or the Docker config), "
@@ -380,6 +437,7 @@ def _record(run: Run) -> None:
         attestation=run.signed.attestation if run.signed else None,
         sbom=run.signed.sbom if run.signed else None,
         locations=(str(plan.image),),
+        checked=run.verdict.passed if run.verdict else (),
     )
     edit.add_release(
         plan.versions_file,
@@ -389,6 +447,7 @@ def _record(run: Run) -> None:
         replace=plan.force,
         based_on=plan.based_on.ref if plan.based_on else None,
         packages=plan.packages,
+        features=run.verdict.kept if run.verdict else (),
     )
     run.recorded = True
 
@@ -425,6 +484,7 @@ STAGES: tuple[Stage, ...] = (
         run=_check,
         applies=lambda plan: plan.variant.check_command is not None,
     ),
+    Stage(name="features", describe=_describe_features, run=_features),
     Stage(name="push", describe=_describe_push, run=_push),
     Stage(name="sign", describe=supply_stage.describe, run=supply_stage.run),
     Stage(name="record", describe=_describe_record, run=_record),
