@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hookbuild import record
-from hookbuild.errors import BuildFailed, CommandFailed, HookbuildError, RegistryDrift
+from hookbuild.errors import BuildFailed, CommandFailed, HookbuildError
 from hookbuild.images.reference import ImageRef
 from hookbuild.record import features
+from hookbuild.release import truth
 from hookbuild.release.identity import Origin, inputs_key, origin_of, recorded
 from hookbuild.release.plan import Plan
 from hookbuild.supply import stage as supply_stage
@@ -106,28 +107,8 @@ def _sources(run: Run) -> None:
     run.key = inputs_key(run.plan, run.origin)
     existing = recorded(run.plan, run.key)
     if existing is not None and existing.release is not None:
-        _still_tagged(run.plan, existing.ref, existing.release)
+        truth.still_tagged(run.plan, existing.ref, existing.release)
     run.existing = existing.release if existing is not None else None
-
-
-def _still_tagged(plan: Plan, ref: str, release: record.Provenance) -> None:
-    """A retry reports a recorded release only if its tag still holds the recorded digest (or, with
-    --repair, once the tag is pointed back at it): the record must not claim what the registry denies."""
-    from hookbuild.images import registry, tags
-
-    image = ImageRef.parse(release.image)
-    auth = registry.credentials(image.registry, user=plan.registry_user)
-    found = tags.digest_of(image, auth=auth)
-    if found == release.digest:
-        return
-    now = f"holds {found}" if found else "is gone from the registry"
-    if not plan.repair:
-        raise RegistryDrift(
-            f"{ref} is recorded as {release.digest}, but its tag {image} {now}",
-            hint="pass --repair to point the tag back at the recorded digest, or bump and release a new version",
-        )
-    tags.point(image, release.digest, auth=auth)
-    log.warning("%s: the tag %s %s; pointed it back at the recorded %s", ref, image, now, release.digest)
 
 
 # --- the base image and the binary ---------------------------------------------------------------------
@@ -345,32 +326,9 @@ def _check(run: Run) -> None:
     engine.check(run.docker, run.image_id, run.plan.variant.check_command)
 
 
-def _describe_features(plan: Plan) -> list[str]:
-    checks = [f"{tag} ({features.FEATURES[tag].check or 'no check: kept by hand'})" for tag in plan.features]
-    return [f"features: check {', '.join(checks)} in the image; only those that hold are recorded"]
-
-
 def _features(run: Run) -> None:
-    """Check each claimed feature on the built image before the push; failed ones are not recorded."""
-    from hookbuild.errors import ImageError
-    from hookbuild.images import engine
-
     assert run.image_id is not None and run.info is not None
-    image_id = run.image_id
-
-    def runs(command: tuple[str, ...]) -> str | None:
-        try:
-            engine.check(run.docker, image_id, command)
-        except ImageError as exc:
-            return exc.message
-        return None
-
-    run.verdict = features.verify(
-        run.plan.features,
-        run=runs,
-        hookpoints=[h.demangled for h in run.info.hookpoints],
-        stripped=run.info.stripped,
-    )
+    run.verdict = truth.check_features(run.docker, run.image_id, run.info, run.plan.features)
     for tag, why in run.verdict.failed.items():
         log.warning("feature %s is not recorded for %s: %s", tag, run.plan.ref, why)
 
@@ -484,7 +442,7 @@ STAGES: tuple[Stage, ...] = (
         run=_check,
         applies=lambda plan: plan.variant.check_command is not None,
     ),
-    Stage(name="features", describe=_describe_features, run=_features),
+    Stage(name="features", describe=truth.describe_features, run=_features),
     Stage(name="push", describe=_describe_push, run=_push),
     Stage(name="sign", describe=supply_stage.describe, run=supply_stage.run),
     Stage(name="record", describe=_describe_record, run=_record),

@@ -1,0 +1,63 @@
+"""What a release may claim: its tag still holds the recorded digest (a retry), and each feature it would
+carry holds in the built image (checked before the push)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from hookbuild import record
+from hookbuild.errors import ImageError, RegistryDrift
+from hookbuild.images.reference import ImageRef
+from hookbuild.record import features
+from hookbuild.release.plan import Plan
+
+if TYPE_CHECKING:
+    import docker
+
+    from hookbuild.binary.symbols import BinaryInfo
+
+log = logging.getLogger("hookbuild")
+
+
+def still_tagged(plan: Plan, ref: str, release: record.Provenance) -> None:
+    """A retry reports a recorded release only if its tag still holds the recorded digest (or, with
+    --repair, once the tag is pointed back at it): the record must not claim what the registry denies."""
+    from hookbuild.images import registry, tags
+
+    image = ImageRef.parse(release.image)
+    auth = registry.credentials(image.registry, user=plan.registry_user)
+    found = tags.digest_of(image, auth=auth)
+    if found == release.digest:
+        return
+    now = f"holds {found}" if found else "is gone from the registry"
+    if not plan.repair:
+        raise RegistryDrift(
+            f"{ref} is recorded as {release.digest}, but its tag {image} {now}",
+            hint="pass --repair to point the tag back at the recorded digest, or bump and release a new version",
+        )
+    tags.point(image, release.digest, auth=auth)
+    log.warning("%s: the tag %s %s; pointed it back at the recorded %s", ref, image, now, release.digest)
+
+
+def describe_features(plan: Plan) -> list[str]:
+    checks = [f"{tag} ({features.FEATURES[tag].check or 'no check: kept by hand'})" for tag in plan.features]
+    return [f"features: check {', '.join(checks) or 'none'} in the image; only those that hold are recorded"]
+
+
+def check_features(
+    client: docker.DockerClient, image_id: str, info: BinaryInfo, tags: tuple[str, ...]
+) -> features.Verdict:
+    """Each feature's check on the built image (commands in a throwaway container, symbols of the binary)."""
+    from hookbuild.images import engine
+
+    def runs(command: tuple[str, ...]) -> str | None:
+        try:
+            engine.check(client, image_id, command)
+        except ImageError as exc:
+            return exc.message
+        return None
+
+    return features.verify(
+        tags, run=runs, hookpoints=[h.demangled for h in info.hookpoints], stripped=info.stripped
+    )
