@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_invoke
+from conftest import ROOT, run_invoke, run_process
 from invoke.collection import Collection
 from invoke.loader import FilesystemLoader
 from invoke.tasks import Task
@@ -58,7 +58,15 @@ def test_no_letter_means_two_things() -> None:
 def test_dash_h_is_help(name: str) -> None:
     ran = run_invoke(name, "-h")
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name}"), ran.stdout[:200]
+    assert ran.stdout.startswith("Usage: inv") and f"[--core-opts] {name} [--options]" in ran.stdout
+
+
+@pytest.mark.parametrize("name", ["deprecate", "symbols"])
+def test_dash_h_is_help_before_a_positional_argument(name: str) -> None:
+    """Invoke hands a missing positional argument the next word, `-h` too: the real CLI still prints help."""
+    ran = run_process(name, "-h")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name} [--options]"), ran.stdout[:200]
 
 
 def test_the_wrong_file_is_never_written_by_a_letter(tmp_path: Path) -> None:

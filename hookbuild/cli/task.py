@@ -96,9 +96,8 @@ def _print_help(name: str) -> None:
     """`invoke --help NAME`, for `invoke NAME -h` when NAME takes a positional argument."""
     from invoke.program import Program
 
-    from hookbuild.cli import namespace
-
-    Program(namespace=namespace(), binary="inv[oke]").run(["invoke", "--help", name], exit=True)
+    # Loads tasks.py the way `invoke` just did (searching up from the current directory).
+    Program(binary="inv[oke]").run(["invoke", "--help", name], exit=True)
 
 
 class HookbuildTask(Task[Any]):

@@ -415,7 +415,9 @@ def add_location(path: Path, ref: str, location: str) -> Entry:
         known = entry.release.locations or (entry.release.image,)
         if location in known:
             return entry, entry
-        new = dataclasses.replace(entry, release=dataclasses.replace(entry.release, locations=(*known, location)))
+        new = dataclasses.replace(
+            entry, release=dataclasses.replace(entry.release, locations=(*known, location))
+        )
         return new, new
 
     return write_entry(path, decide)

@@ -328,9 +328,7 @@ def _check(run: Run) -> None:
 
 def _features(run: Run) -> None:
     assert run.image_id is not None and run.info is not None
-    run.verdict = truth.check_features(run.docker, run.image_id, run.info, run.plan.features)
-    for tag, why in run.verdict.failed.items():
-        log.warning("feature %s is not recorded for %s: %s", tag, run.plan.ref, why)
+    run.verdict = truth.check_features(run.plan, run.docker, run.image_id, run.info)
 
 
 def _describe_push(plan: Plan) -> list[str]:

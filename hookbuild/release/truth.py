@@ -46,9 +46,10 @@ def describe_features(plan: Plan) -> list[str]:
 
 
 def check_features(
-    client: docker.DockerClient, image_id: str, info: BinaryInfo, tags: tuple[str, ...]
+    plan: Plan, client: docker.DockerClient, image_id: str, info: BinaryInfo
 ) -> features.Verdict:
-    """Each feature's check on the built image (commands in a throwaway container, symbols of the binary)."""
+    """Each feature's check on the built image (commands in a throwaway container, symbols of the binary);
+    a feature whose check fails is said, and is not recorded."""
     from hookbuild.images import engine
 
     def runs(command: tuple[str, ...]) -> str | None:
@@ -58,6 +59,9 @@ def check_features(
             return exc.message
         return None
 
-    return features.verify(
-        tags, run=runs, hookpoints=[h.demangled for h in info.hookpoints], stripped=info.stripped
+    verdict = features.verify(
+        plan.features, run=runs, hookpoints=[h.demangled for h in info.hookpoints], stripped=info.stripped
     )
+    for tag, why in verdict.failed.items():
+        log.warning("feature %s is not recorded for %s: %s", tag, plan.ref, why)
+    return verdict
