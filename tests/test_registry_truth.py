@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +64,7 @@ def recorded(tmp_path: Path, docker_client: docker.DockerClient) -> tuple[dict[s
     """A sample istio@12.1 recorded as released (the inputs a retry computes) with its image pushed."""
     namespace = f"hookbuild-test-record-{secrets.token_hex(4)}"
     env = {"HOOKBUILD_DIST": str(tmp_path / "dist"), "HOOKBUILD_NAMESPACE": namespace}
-    settings = config.load(env=env)
+    settings = config.load(env={**os.environ, **env})  # the session's signing key too
     the_plan = plan(Request(variant=variants.get("istio"), version=Version(12, 1), sample=True), settings)
     digest = push(docker_client, the_plan.image, "recorded")
     provenance = record.Provenance(

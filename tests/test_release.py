@@ -6,7 +6,6 @@ import hashlib
 import json
 import shutil
 import tomllib
-import uuid
 from pathlib import Path
 
 import docker
@@ -26,8 +25,6 @@ from hookbuild.version import Version
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
 REGISTRY = "127.0.0.1:5000"
-# Pushes go to a namespace of this module's own, never `hookbuild`, which `make demo` releases into.
-NAMESPACE = f"hookbuild-test-release-{uuid.uuid4().hex[:8]}"
 
 
 def registry_auth() -> dict[str, str]:
@@ -52,7 +49,7 @@ def release_checkouts(tmp_path: Path, envoy: Path, proxy: Path, versions: Path, 
     return run_process(
         "release", "--version", "13.0", "--envoy", str(envoy), "--proxy", str(proxy),
         "--base-image", "hookbuild-sample/proxyv2:sample", "--versions-file", str(versions), *extra,
-        env={"HOOKBUILD_DIST": str(tmp_path / "dist"), "HOOKBUILD_NAMESPACE": NAMESPACE},
+        env={"HOOKBUILD_DIST": str(tmp_path / "dist")},
     )  # fmt: skip
 
 
@@ -107,13 +104,8 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
     ran = run_process("release", "--variant", "istio", "--sample", "--dry-run", env=env)
     assert ran.returncode == 0, ran.stderr
     assert "dry run, nothing changed" in ran.stdout
-    assert ". features: check hookpoints (the binary has a hookpoint)" in ran.stdout
-    assert [line.split(".")[1].split(":")[0].strip() for line in ran.stdout.splitlines()[-4:]] == [
-        "features",
-        "push",
-        "sign",
-        "record",
-    ]
+    assert "11. sign: SLSA v1 provenance" in ran.stdout and "12. record:" in ran.stdout
+    assert "9. features: check hookpoints (the binary has a hookpoint)" in ran.stdout  # before the push
     assert not (tmp_path / "sample" / "istio").exists()
     planned = json.loads(run_invoke("release", "--sample", "--dry-run", "--json", env=env).stdout)["steps"]
     names = [step.split(":", 1)[0] for step in planned]
@@ -124,7 +116,7 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
 
 
 def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: docker.DockerClient) -> None:
-    env = {"HOOKBUILD_DIST": str(tmp_path), "HOOKBUILD_NAMESPACE": NAMESPACE}
+    env = {"HOOKBUILD_DIST": str(tmp_path)}
     ran = run_process("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads(ran.stdout)
@@ -169,6 +161,22 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
     assert {h["mangled"] for h in entry["release"]["hookpoints"]} == {h.name for h in info.hookpoints}
     assert "12.1" not in [e["version"] for e in tomllib.loads((ROOT / "versions.toml").read_text())["istio"]]
 
+    # Features are checked facts: the sample image has no perf, so 12.1 does not claim it (12.0 did, by hand).
+    assert {"hookpoints", "router-hookpoint"} <= set(entry["release"]["checked"])
+    assert "perf" not in entry["features"] and "perf" not in entry["release"]["checked"]
+    assert "absolute-time" in entry["features"]  # nothing can check it: carried, shown as kept by hand
+    sample_record = str(tmp_path / "sample" / "versions.toml")
+    perf = json.loads(
+        run_invoke("versions", "--supports", "perf", "--json", "--versions-file", sample_record).stdout
+    )
+    assert [item["ref"] for item in perf] == ["istio@12.0"] and perf[0]["claim"] == "by hand"
+    hookpoints = run_invoke(
+        "versions", "--supports", "hookpoints", "--json", "--versions-file", sample_record
+    )
+    first = json.loads(hookpoints.stdout)[0]
+    assert first["ref"] == "istio@12.1" and first["claim"] == "verified"  # verified claims first
+    assert [h["status"] for h in first["history"]] == ["working"]
+
     # A CI retry with the same inputs reports the record and does nothing.
     again = run_process("release", "--variant", "istio", "--sample", "--version", "12.1", "--json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -202,8 +210,10 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
     versions = tmp_path / "versions.toml"
     shutil.copyfile(ROOT / "versions.toml", versions)
     record_before = digest_of(versions)
-    ran = release_checkouts(tmp_path, envoy, proxy, versions)
+    ran = release_checkouts(tmp_path, envoy, proxy, versions, "--json")
     assert ran.returncode == ExitCode.BUILD
+    failed = json.loads(ran.stdout)  # --json: the failure as JSON too
+    assert set(failed) == {"error", "hint", "exit"} and failed["exit"] == ExitCode.BUILD
     error_lines = [line for line in ran.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "the build failed" in error_lines[0] and "build.log" in error_lines[0]
     assert "Traceback" not in ran.stderr
@@ -229,8 +239,9 @@ def test_failed_build_restores_workspace_and_records_nothing(tmp_path: Path) -> 
 def test_failed_push_records_nothing(
     tmp_path: Path, docker_client: docker.DockerClient, env: dict[str, str], expected: str
 ) -> None:
-    env = {"HOOKBUILD_DIST": str(tmp_path), "HOOKBUILD_NAMESPACE": NAMESPACE, **env}
-    ran = run_process("release", "--sample", "--version", "14.3", "--json", env=env)
+    ran = run_process(
+        "release", "--sample", "--version", "14.3", "--json", env={"HOOKBUILD_DIST": str(tmp_path), **env}
+    )
     assert ran.returncode == ExitCode.IMAGE, ran.stderr[-2000:]
     assert expected in ran.stderr and "Traceback" not in ran.stderr
     failed = json.loads(ran.stdout)  # --json: the failure as JSON too

@@ -73,7 +73,6 @@ def test_second_release_from_a_clean_output_base_hits_the_remote_cache(
     token = f"s3cret-{uuid.uuid4().hex}"
     env = {
         "HOOKBUILD_DIST": str(tmp_path),
-        "HOOKBUILD_NAMESPACE": f"hookbuild-test-cache-{uuid.uuid4().hex[:8]}",  # never the demo's namespace
         "HOOKBUILD_BAZEL_REMOTE_CACHE": f"{CACHE}/{cache_prefix}",
         REMOTE_HEADER_ENV: f"X-Hookbuild-Token={token}",
     }

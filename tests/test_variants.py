@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import docker
@@ -18,9 +17,6 @@ from test_remote_cache import envoy_build_dir
 from hookbuild.binary import symbols
 from hookbuild.images import engine
 
-# Pushes go to a namespace of this module's own, never `hookbuild`, which `make demo` releases into.
-NAMESPACE = f"hookbuild-test-variants-{uuid.uuid4().hex[:8]}"
-
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
 
@@ -30,8 +26,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def release(dist: Path, *args: str) -> dict[str, object]:
-    env = {"HOOKBUILD_DIST": str(dist), "HOOKBUILD_NAMESPACE": NAMESPACE}
-    ran = run_process("release", "--sample", "--json", *args, env=env)
+    ran = run_process("release", "--sample", "--json", *args, env={"HOOKBUILD_DIST": str(dist)})
     assert ran.returncode == 0, ran.stderr[-3000:]
     result: dict[str, object] = json.loads(ran.stdout)
     return result

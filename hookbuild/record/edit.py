@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from hookbuild import fsutil
 from hookbuild.errors import RecordConflict, RecordError, UsageError
-from hookbuild.record import toml_text
 from hookbuild.record.model import SCHEMA, Change, Entry, Provenance, Record, Status, Upstream, iso
 from hookbuild.record.schema import check_in, entry_from_table, loads, read_text
+from hookbuild.record.toml_text import Header, entry_span, headers, split_trailer, top_level_line
 from hookbuild.version import Version
 
 if TYPE_CHECKING:
@@ -170,20 +170,20 @@ def _write_atomic(path: Path, text: str) -> None:
 def _with_entry(text: str, record: Record, entry: Entry) -> str:
     """`text` with `entry` appended (a new version) or its table changed in place; schema line upgraded."""
     lines = text.split("\n")
-    if record.schema != SCHEMA and (number := toml_text.top_level_line(text, "schema")) is not None:
+    if record.schema != SCHEMA and (number := top_level_line(text, "schema")) is not None:
         lines[number] = f"schema = {SCHEMA}"
-    found = toml_text.headers(text)
+    found = headers(text)
     old = record.find(entry.variant, entry.version)
     if old is None:
         return _append(lines, found, record, entry)
     index = record.positions[(entry.variant, entry.version)]
-    span = toml_text.entry_span(found, len(lines), entry.variant, index)
+    span = entry_span(found, len(lines), entry.variant, index)
     if span is None:
         raise RecordError(
             f"cannot find the [[{entry.variant}]] table of {entry.ref} in {record.path}",
             hint="write its header on a line of its own, `[[" + entry.variant + "]]`",
         )
-    own = toml_text.split_trailer(lines[span.start : span.end]) + span.start
+    own = split_trailer(lines[span.start : span.end]) + span.start
     piece = _changed_table("\n".join(lines[span.start : own]) + "\n", old, entry)
     _require_same(piece, entry)
     head = "\n".join(lines[: span.start])
@@ -191,16 +191,16 @@ def _with_entry(text: str, record: Record, entry: Entry) -> str:
     return head + ("\n" if head else "") + piece[:-1] + ("\n" + tail if own < len(lines) else "")
 
 
-def _append(lines: list[str], found: list[toml_text.Header], record: Record, entry: Entry) -> str:
+def _append(lines: list[str], found: list[Header], record: Record, entry: Entry) -> str:
     """After the variant's last entry, before the comments that open the next section (or at the end)."""
     piece = render_entry(entry)
     _require_same(piece, entry)
     count = sum(1 for e in record.entries if e.variant == entry.variant)
-    span = toml_text.entry_span(found, len(lines), entry.variant, count - 1) if count else None
+    span = entry_span(found, len(lines), entry.variant, count - 1) if count else None
     if span is None:
         head = "\n".join(lines).rstrip("\n")
         return f"{head}\n\n{piece}".rstrip("\n") + "\n"
-    at = toml_text.split_trailer(lines[span.start : span.end]) + span.start
+    at = split_trailer(lines[span.start : span.end]) + span.start
     before = "\n".join(lines[:at]).rstrip("\n")
     after = "\n".join(lines[at:])
     return f"{before}\n\n{piece}{after}".rstrip("\n") + "\n"

@@ -27,7 +27,7 @@ from typing import Any
 
 from hookbuild.errors import RecordConflict, VersionError
 from hookbuild.images import reference
-from hookbuild.record import features as feature_tags
+from hookbuild.record.features import problem as unknown_feature
 from hookbuild.version import Version
 
 SCHEMA = 2
@@ -135,7 +135,7 @@ class Provenance:
         default=(), metadata=_check(_matches(_IMAGE, "an image reference with a tag (registry/repo:tag)"))
     )
     """Every registry tag holding this digest: the release's own, then each `invoke promote`."""
-    checked: tuple[str, ...] | None = field(default=None, metadata=_check(feature_tags.problem))
+    checked: tuple[str, ...] | None = field(default=None, metadata=_check(unknown_feature))
     """Features whose check passed in the built image before the push; None: released before checks."""
 
     @property
@@ -161,7 +161,7 @@ class Entry:
     status: Status = Status.WORKING
     verified: bool = False
     summary: str
-    features: tuple[str, ...] = field(default=(), metadata=_check(feature_tags.problem))
+    features: tuple[str, ...] = field(default=(), metadata=_check(unknown_feature))
     packages: tuple[str, ...] = field(default=(), metadata=_check(_matches(PACKAGE, "a Debian package name")))
     upstream: Upstream | None = None
     based_on: str | None = field(default=None, metadata=_check(_check_ref))
