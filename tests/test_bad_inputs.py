@@ -478,11 +478,17 @@ CASES: list[Case] = [
         env={"HOOKBUILD_REGISTRY": "127.0.0.1:5000/sub"},
     ),
     Case(
-        "release/namespace-uppercase",
+        "release/namespace-space",
         ("release", "--sample", "--version", "12.1"),
-        "invalid image reference",
+        "invalid namespace 'Hook Build'",
         SEED,
         env={"HOOKBUILD_NAMESPACE": "Hook Build"},
+    ),
+    Case(
+        "release/namespace-uppercase",
+        ("release", "--sample", "--version", "12.1", "--namespace", "MyOrg", "--dry-run"),
+        "invalid namespace 'MyOrg' (--namespace, setting namespace, HOOKBUILD_NAMESPACE) (lowercase letters",
+        SEED,
     ),
     Case(
         "release/base-image-invalid",

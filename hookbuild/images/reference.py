@@ -75,6 +75,17 @@ def validate_registry(registry: str) -> str:
     return registry
 
 
+def validate_namespace(namespace: str) -> str:
+    """The namespace part of `REGISTRY/NAMESPACE/NAME:TAG`, as Docker allows it."""
+    if not re.fullmatch(rf"{_COMPONENT}(?:/{_COMPONENT})*", namespace):
+        raise UsageError(
+            f"invalid namespace {namespace!r} (--namespace, setting namespace, HOOKBUILD_NAMESPACE)",
+            hint="lowercase letters and digits, separated by '.', '_' or '-', with '/' between levels: "
+            "e.g. myorg or my-org/tracing",
+        )
+    return namespace
+
+
 def pinned(reference: str, digest: str | None) -> str:
     """`reference` pinned by `digest` (its tag dropped); unchanged without a digest."""
     if digest is None:

@@ -18,7 +18,7 @@ from hookbuild.build.spec import BuildInputs, BuildSpec
 from hookbuild.build.workspace import Edit
 from hookbuild.config import Settings
 from hookbuild.errors import UsageError
-from hookbuild.images.reference import ImageRef, validate_registry
+from hookbuild.images.reference import ImageRef, validate_namespace, validate_registry
 from hookbuild.release.artifacts import release_dir
 from hookbuild.release.request import EnvoyMode, Request
 from hookbuild.variants import Variant
@@ -172,6 +172,7 @@ def _bazel(settings: Settings) -> BazelOptions:
 def _check_request(request: Request, settings: Settings) -> None:
     variant = request.variant
     validate_registry(settings.registry)
+    validate_namespace(settings.namespace)
     if request.stripped and not variant.can_strip:
         raise UsageError(f"--stripped is not offered by variant {variant.name}", hint="drop --stripped")
     if request.sample and (request.envoy or request.proxy):
