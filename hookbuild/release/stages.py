@@ -180,11 +180,11 @@ def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str)
     assert system is not None
     with bazel.secret_bazelrc(bazel.remote_headers()) as rc:
         build = system.with_bazelrc(spec.command, rc) if rc else spec.command
-        try:
+        try:  # a failed build has its own exit code: CI tells a broken build from a broken push
             command.run(
-                build, log_file=build_log, on_line=lambda line: log.info("  │ %s", line), what=f"the {label}"
+                build, log_file=build_log, on_line=lambda out: log.info("  │ %s", out), what=f"the {label}"
             )
-        except CommandFailed as exc:  # its own exit code: CI tells a broken build from a broken push
+        except CommandFailed as exc:
             raise BuildFailed(exc.message, hint=exc.hint) from None
     with run.timed("locate"):
         built = outputs.resolve_link(spec.output_link, client=run.docker) / spec.output_name
@@ -326,11 +326,6 @@ def _check(run: Run) -> None:
     engine.check(run.docker, run.image_id, run.plan.variant.check_command)
 
 
-def _features(run: Run) -> None:
-    assert run.image_id is not None and run.info is not None
-    run.verdict = truth.check_features(run.plan, run.docker, run.image_id, run.info)
-
-
 def _describe_push(plan: Plan) -> list[str]:
     return [
         f"push: {plan.image} (credentials from HOOKBUILD_REGISTRY_* or the Docker config), "
@@ -440,7 +435,7 @@ STAGES: tuple[Stage, ...] = (
         run=_check,
         applies=lambda plan: plan.variant.check_command is not None,
     ),
-    Stage(name="features", describe=truth.describe_features, run=_features),
+    Stage(name="features", describe=truth.describe_features, run=truth.features_stage),
     Stage(name="push", describe=_describe_push, run=_push),
     Stage(name="sign", describe=supply_stage.describe, run=supply_stage.run),
     Stage(name="record", describe=_describe_record, run=_record),

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import docker
 
     from hookbuild.binary.symbols import BinaryInfo
+    from hookbuild.release.stages import Run
 
 log = logging.getLogger("hookbuild")
 
@@ -43,6 +44,11 @@ def still_tagged(plan: Plan, ref: str, release: record.Provenance) -> None:
 def describe_features(plan: Plan) -> list[str]:
     checks = [f"{tag} ({features.FEATURES[tag].check or 'no check: kept by hand'})" for tag in plan.features]
     return [f"features: check {', '.join(checks) or 'none'} in the image; only those that hold are recorded"]
+
+
+def features_stage(run: Run) -> None:
+    assert run.image_id is not None and run.info is not None
+    run.verdict = check_features(run.plan, run.docker, run.image_id, run.info)
 
 
 def check_features(
