@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import run_task
 
 from hookbuild.probes import latency
-from hookbuild.report import html, summary, traces
+from hookbuild.report import flame, html, summary, traces
 
 A = "Envoy::Http::hookpointDecodeHeaders(unsigned long, char const*, unsigned long)"
 B = "Envoy::Router::hookpointRouterDecodeHeaders(unsigned long, char const*)"
@@ -142,3 +144,71 @@ def test_task_json_html_and_bad_directory(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     empty = run_task("trace-report", str(tmp_path / "empty"), "--json")
     assert empty.returncode == 2 and "no trace files" in json.loads(empty.stdout)["error"]
+
+
+PERF_SCRIPT = """envoy  42  10.000001:     250000 cpu-clock:ppp:
+\t    1150 parseHeadersWork+0x27 (/usr/local/bin/envoy)
+\t    1190 main+0x70 (/usr/local/bin/envoy)
+\t   2724a __libc_start_call_main+0x7a (/usr/lib/x86_64-linux-gnu/libc.so.6)
+
+envoy  42  10.000251:     250000 cpu-clock:ppp:
+\t    1150 parseHeadersWork+0x31 (/usr/local/bin/envoy)
+\t    1190 main+0x70 (/usr/local/bin/envoy)
+\t   2724a __libc_start_call_main+0x7a (/usr/lib/x86_64-linux-gnu/libc.so.6)
+
+envoy  42  10.000501:     250000 cpu-clock:ppp:
+\t       0 [unknown] ([unknown])
+"""
+
+
+def test_perf_script_folds_into_stacks() -> None:
+    stacks = flame.fold(PERF_SCRIPT)
+    assert stacks == {
+        ("envoy", "__libc_start_call_main", "main", "parseHeadersWork"): 2,
+        ("envoy", "[[unknown]]"): 1,
+    }
+    page = flame.svg(flame.Profile(name="p", stacks=stacks))
+    assert page.count('class="frame"') == 5 and "parseHeadersWork: 2 samples (66.7%)" in page
+
+
+HOT = """
+__attribute__((noinline)) double hotFunction(long n) {
+  double x = 0; for (long i = 0; i < n; ++i) x += i * 0.5; return x;
+}
+__attribute__((noinline)) double coldFunction(long n) {
+  double x = 0; for (long i = 0; i < n; ++i) x += i * 0.25; return x;
+}
+int main() {
+  double s = 0;
+  for (int k = 0; k < 20; ++k) { s += hotFunction(20000000); s += coldFunction(2000000); }
+  return s > 0 ? 0 : 1;
+}
+"""
+
+
+def test_real_perf_profile_becomes_a_flame_graph(tmp_path: Path) -> None:
+    if shutil.which("perf") is None or shutil.which("g++") is None:
+        pytest.fail("perf and g++ are needed: run scripts/setup.sh")
+    (tmp_path / "hot.cc").write_text(HOT)
+    subprocess.run(
+        ["g++", "-O1", "-fno-omit-frame-pointer", "-o", str(tmp_path / "hot"), str(tmp_path / "hot.cc")],
+        check=True,
+    )
+    data, out = tmp_path / "hot.data", tmp_path / "traces"
+    out.mkdir()
+    subprocess.run(
+        ["perf", "record", "-g", "-o", str(data), "--", str(tmp_path / "hot")],
+        check=True,
+        capture_output=True,
+    )
+    with (out / "istio-perf.perf.txt").open("w") as sink:
+        subprocess.run(
+            ["perf", "script", "-i", str(data)], check=True, stdout=sink, stderr=subprocess.DEVNULL
+        )
+    ran = run_task("trace-report", str(out), "--json", "--html", str(tmp_path / "r.html"))
+    assert ran.returncode == 0, ran.stderr
+    (profile,) = json.loads(ran.stdout)["profiles"]
+    assert profile["name"] == "istio-perf" and profile["top"][0]["function"] == "hotFunction", profile
+    assert profile["top"][0]["samples"] > profile["samples"] / 2
+    page = (tmp_path / "r.html").read_text()
+    assert 'class="flame"' in page and ">hotFunction<" in page

@@ -15,7 +15,8 @@ from hookbuild.config import Settings
     help={
         "directory": "the directory trace_all.sh wrote (-o DIR): one <namespace>_<pod>.json per pod",
         "json": "print the report as JSON: per pair count, p50_us, p90_us, p99_us, cluster-wide and per pod",
-        "html": "also write a self-contained HTML page (figures per pair, request timelines) to this file",
+        "html": "also write a self-contained HTML page (figures per pair, request timelines, flame graphs of"
+        " DIR/*.perf.txt, `perf script` output) to this file",
     },
     name="trace-report",
 )
@@ -25,16 +26,17 @@ def trace_report(c: Context, settings: Settings, directory: str, json: bool = Fa
     import sys
 
     from hookbuild.cli.output import print_json
+    from hookbuild.report import flame, summary, traces
     from hookbuild.report import html as page
-    from hookbuild.report import summary, traces
 
-    found = traces.load(Path(directory))
+    profiles = flame.load(Path(directory)) if Path(directory).is_dir() else ()
+    found = traces.load(Path(directory), required=not profiles)
     log = logging.getLogger("hookbuild")
     for problem in found.problems:
         log.warning("%s: %s", problem.where, problem.problem)
     if html:
-        log.info("wrote %s", page.write(found, Path(html)))
+        log.info("wrote %s", page.write(found, Path(html), profiles=profiles))
     if json:
-        print_json(summary.to_dict(found))
+        print_json(summary.to_dict(found, profiles))
     else:
-        sys.stdout.write(summary.text(found))
+        sys.stdout.write(summary.text(found, profiles))

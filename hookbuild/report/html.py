@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hookbuild import fsutil
 from hookbuild.probes import latency
-from hookbuild.report import summary
+from hookbuild.report import flame, summary
 from hookbuild.report.traces import Hop, PodTrace, Traces
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -30,11 +30,14 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; } code { font-
 table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 2px 10px; text-align: right; }
 th { border-bottom: 1px solid #999; } td:first-child, th:first-child { text-align: left; }
 .problems { color: #a33; } svg { display: block; margin: 0.5em 0; } svg text { font-size: 11px; }
+.flame text { font-size: 10px; fill: #000; } .flame rect { stroke: #fff; stroke-width: 0.3; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.3em; }
 """
 
 
-def render(traces: Traces, *, title: str = "hookbuild trace report") -> str:
+def render(
+    traces: Traces, *, profiles: Sequence[flame.Profile] = (), title: str = "hookbuild trace report"
+) -> str:
     """The whole page."""
     colours = {pod.label: COLOURS[i % len(COLOURS)] for i, pod in enumerate(traces.pods)}
     pairs = summary.pairs(traces.pods)
@@ -57,16 +60,19 @@ def render(traces: Traces, *, title: str = "hookbuild trace report") -> str:
     )
     for pod in traces.pods:
         parts.append(_timeline(pod, pair_colours))
+    if profiles:
+        parts.append("<h2>Profiles</h2><p>perf samples, folded: the root at the bottom, width is time.</p>")
+        parts += [f"<h3>{escape(p.name)} ({p.samples} samples)</h3>{flame.svg(p)}" for p in profiles]
     parts.append("</body></html>\n")
     return "\n".join(part for part in parts if part)
 
 
-def write(traces: Traces, path: Path) -> Path:
+def write(traces: Traces, path: Path, *, profiles: Sequence[flame.Profile] = ()) -> Path:
     """Write the page to `path` atomically."""
     from hookbuild.report.traces import ReportError
 
     try:
-        return fsutil.atomic_write(path, render(traces), mode=0o644)
+        return fsutil.atomic_write(path, render(traces, profiles=profiles), mode=0o644)
     except OSError as exc:
         raise ReportError(
             f"cannot write {path}: {exc.strerror}", hint="pass --html a file you can write"

@@ -6,11 +6,12 @@ so the estimate is within ~6% of the true value (the issue asks for 15%).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hookbuild.probes import latency
+from hookbuild.report.flame import Profile
 from hookbuild.report.traces import PodTrace, Traces
 
 QUANTILES = (("p50_us", 0.50), ("p90_us", 0.90), ("p99_us", 0.99))
@@ -92,9 +93,10 @@ def pairs(pods: Iterable[PodTrace]) -> list[Pair]:
     return sorted(found, key=lambda pair: (-pair.overall.count, pair.source, pair.target))
 
 
-def to_dict(traces: Traces) -> dict[str, Any]:
-    """The report as data: pods traced, problems, and per pair the stats (`--json`)."""
+def to_dict(traces: Traces, profiles: Sequence[Profile] = ()) -> dict[str, Any]:
+    """The report as data: pods traced, problems, per pair the stats, and the profiles (`--json`)."""
     return {
+        "profiles": [profile.to_dict() for profile in profiles],
         "pods": [
             {
                 "namespace": pod.namespace,
@@ -111,12 +113,15 @@ def to_dict(traces: Traces) -> dict[str, Any]:
     }
 
 
-def text(traces: Traces) -> str:
-    """The report for a terminal: one block per pair, a line per pod; then the problems."""
+def text(traces: Traces, profiles: Sequence[Profile] = ()) -> str:
+    """The report for a terminal: one block per pair, a line per pod; the profiles; then the problems."""
     lines = [f"{len(traces.pods)} pod(s) traced"]
     for pair in pairs(traces.pods):
         lines += ["", f"{pair.source} -> {pair.target}", _row("all pods", pair.overall)]
         lines += [_row(label, stats) for label, stats in pair.pods.items()]
+    for profile in profiles:
+        top = ", ".join(f"{name} {samples}" for name, samples in profile.leaves(3))
+        lines += ["", f"profile {profile.name}: {profile.samples} samples; most in: {top}"]
     if traces.problems:
         lines += ["", "problems:"]
         lines += [f"  {p.where}: {p.problem}" for p in traces.problems]

@@ -95,8 +95,11 @@ class _Stream:
     errors: list[str] = field(default_factory=list)
 
 
-def load(directory: Path) -> Traces:
-    """Every trace file in `directory` (`*.json`), plus the pods `trace_all.sh` marked as failed."""
+def load(directory: Path, *, required: bool = True) -> Traces:
+    """Every trace file in `directory` (`*.json`), plus the pods `trace_all.sh` marked as failed.
+
+    `required`: a directory without any is an error (not when it holds something else to report on).
+    """
     if not directory.is_dir():
         raise ReportError(
             f"trace directory {directory} does not exist",
@@ -111,7 +114,7 @@ def load(directory: Path) -> Traces:
         found, trouble = load_file(path)
         pods += found
         problems += trouble
-    if not pods and not problems:
+    if required and not pods and not problems:
         raise ReportError(
             f"no trace files (*.json) in {directory}",
             hint="run trace_all.sh -o DIR first, or `bpftrace -f json trace.bt PID > DIR/POD.json`",
