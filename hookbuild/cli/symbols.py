@@ -76,7 +76,6 @@ def symbols(
     `invoke symbols --diff istio@11.8 istio@12.0`, `invoke symbols envoy --scripts-dir out/`.
     """
     from hookbuild.binary import symbols as syms
-    from hookbuild.probes import scripts
 
     info = _binary_info(settings, target, pattern=pattern, debug_binary=debug_binary, cache=not no_cache)
     if diff:
@@ -85,7 +84,11 @@ def symbols(
     syms.require_hookpoints(info)
     for note in info.warnings():
         sys.stderr.write(f"warning: {note}\n")
-    written = scripts.write_scripts(info, Path(scripts_dir), binary=probe_binary) if scripts_dir else ()
+    written: tuple[Path, ...] = ()
+    if scripts_dir:
+        from hookbuild.probes import scripts
+
+        written = scripts.write_scripts(info, Path(scripts_dir), binary=probe_binary)
     if json:
         print_json({**info.to_dict(), "scripts": [str(p) for p in written]})
         return

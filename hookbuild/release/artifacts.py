@@ -34,7 +34,6 @@ def binary_info(
     cache_dir: Path | None = None,
 ) -> BinaryInfo:
     """Hookpoints of a binary path, or of a release VARIANT@X.Y: its binary, else its hookpoints.json."""
-    from hookbuild import record
     from hookbuild.binary import symbols
 
     if not target:
@@ -42,6 +41,8 @@ def binary_info(
     path = Path(target)
     if "@" not in target or path.exists():
         return symbols.read_binary(path, pattern=pattern, debug_binary=debug_binary, cache_dir=cache_dir)
+    from hookbuild import record  # only for a release: a path never pays for loading the record's model
+
     entry = record.load(versions_file).get(target)
     where = release_dir(settings, versions_file, entry.variant, entry.version)
     if (where / "envoy").is_file():
