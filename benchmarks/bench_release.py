@@ -27,8 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 
@@ -37,6 +39,8 @@ INVOKE = Path(sys.executable).parent / "invoke"
 REGISTRY = "127.0.0.1:5000"
 NAMESPACE = f"hookbuild-bench-release-{os.getpid()}"
 GOAL, RETRY_GOAL = 1.15, 0.10
+CLASH = "Server terminated abruptly"
+T = TypeVar("T")
 
 
 def hookbuild_release(dist: Path, version: str) -> tuple[float, dict[str, Any]]:
@@ -50,6 +54,8 @@ def hookbuild_release(dist: Path, version: str) -> tuple[float, dict[str, Any]]:
         check=False,
     )
     elapsed = time.perf_counter() - started
+    if proc.returncode != 0 and CLASH in proc.stderr:
+        raise Clash(f"hookbuild release {version}")
     if proc.returncode != 0:
         sys.exit(f"hookbuild release failed:\n{proc.stderr[-2000:]}")
     return elapsed, json.loads(proc.stdout)
@@ -90,10 +96,32 @@ docker tag raw-bench:latest {tag}
 docker push -q {tag} > /dev/null
 """
     started = time.perf_counter()
-    subprocess.run(["bash", "-c", script], check=True)
+    ran = subprocess.run(["bash", "-c", script], check=False)
     elapsed = time.perf_counter() - started
+    if ran.returncode != 0 and CLASH in (work / "raw-build.log").read_text(errors="replace"):
+        raise Clash(f"raw release {tag}")
+    ran.check_returncode()
     build_start, build_end = map(float, (work / "raw-build.times").read_text().split())
     return elapsed, build_end - build_start
+
+
+class Clash(Exception):
+    """Another build on this machine restarted the shared Bazel server (the `cache` volume) under ours."""
+
+
+def retried(step: Callable[[], T]) -> T:
+    """`step()`, run again (up to twice) when a build on the shared Bazel server was cut off: the failed
+    attempt's time is not counted."""
+    for attempt in range(3):
+        try:
+            return step()
+        except Clash as clash:
+            if attempt == 2:
+                raise
+            print(
+                f"{clash}: the shared Bazel server was restarted under it; running it again", file=sys.stderr
+            )
+    raise AssertionError("unreachable")
 
 
 def ratio_interval(ours: list[float], theirs: list[float], rounds: int = 4000) -> tuple[float, float]:
@@ -130,15 +158,17 @@ def main() -> None:
         os.environ["HOOKBUILD_SIGNING_KEY"] = str(key)
         try:
             # Warm-up: both sides see a warm Bazel output base and local base layers.
-            hookbuild_release(dist, "90.0")
-            raw_release(work, f"{raw_tag}:warmup")
+            retried(lambda: hookbuild_release(dist, "90.0"))
+            retried(lambda: raw_release(work, f"{raw_tag}:warmup"))
             for run in range(runs):
+                ours_step = partial(hookbuild_release, dist, f"90.{run + 1}")
+                raw_step = partial(raw_release, work, f"{raw_tag}:{run}")
                 if run % 2:  # alternate which side goes first
-                    theirs.append(raw_release(work, f"{raw_tag}:{run}"))
-                ours.append(hookbuild_release(dist, f"90.{run + 1}"))
+                    theirs.append(retried(raw_step))
+                ours.append(retried(ours_step))
                 if not run % 2:
-                    theirs.append(raw_release(work, f"{raw_tag}:{run}"))
-            first, result = hookbuild_release(dist, f"91.{runs}")
+                    theirs.append(retried(raw_step))
+            first, result = retried(lambda: hookbuild_release(dist, f"91.{runs}"))
             retries = [hookbuild_release(dist, f"91.{runs}") for _ in range(runs)]
         finally:
             for image in client.images.list():
