@@ -826,3 +826,22 @@ def test_task_missing_record_is_a_record_error(tmp_path: Path) -> None:
     )
     assert ran.returncode == 1
     assert ran.stderr.startswith("error: version record") and "does not exist" in ran.stderr
+
+
+def test_an_edit_into_what_an_alias_shares_is_refused() -> None:
+    with pytest.raises(InjectError, match="shared through a YAML alias"):
+        inject.inject(
+            "apiVersion: v1\nkind: List\nitems:\n- &pod\n  apiVersion: v1\n  kind: Pod\n  metadata: {name: a}\n"
+            "  spec:\n    containers:\n    - {name: a, image: nginx}\n- *pod\n",
+            image=IMAGE,
+            target=ISTIO,
+        )
+    # Labels shared with the selector through an alias are read, never written: that injects fine.
+    assert inject.inject(read("microservices.yaml"), image=IMAGE, target=ISTIO).changed
+    # A pod spec whose last entry is an alias: nothing can be placed after it; refused, not misplaced.
+    last_alias = DEPLOYMENT.replace("  selector:\n", "  selector: &sel\n").replace(
+        "      - name: web\n        image: docker.io/library/nginx:1.27\n",
+        "      - name: web\n        image: docker.io/library/nginx:1.27\n      nodeSelector: *sel\n",
+    )
+    with pytest.raises(InjectError, match="shared through a YAML alias"):
+        inject.inject(last_alias, image=IMAGE, target=ISTIO)

@@ -27,7 +27,7 @@ from hookbuild.cluster.patch import (
 )
 from hookbuild.cluster.targets import CAPABILITY, VOLUMES, Target
 from hookbuild.cluster.workloads import WORKLOAD_KINDS, Found, find, get, item, near, text
-from hookbuild.cluster.yamltext import Editor, compose, layout
+from hookbuild.cluster.yamltext import Editor, Shared, compose, layout
 from hookbuild.errors import InjectError, UsageError
 
 log = logging.getLogger("hookbuild")
@@ -104,38 +104,41 @@ def inject(
     newline = "\r\n" if "\r\n" in text else "\n"
     workloads: list[Workload] = []
     for number, root in enumerate(compose(text, source), start=1):
+        editor.share(root)
         for found in find_workloads(root, number, source):
-            lay = layout(root, near(found.template), newline)
             skip = policy.skip_reason(found) if target.mesh and not force else None
             if skip is not None:
                 workloads.append(_workload(found, "skipped", reason=skip))
                 continue
             where = f"{source}: {found.describe()}"
             marker = Marker(release=image.release, container=None if annotation_only else target.container)
-            patcher = Patcher(editor, lay, marker, where)
-            if annotation_only:
-                outcome = None
-                annotate(patcher, found.template, {PROXY_IMAGE_ANNOTATION: image.reference})
-            else:
-                outcome = sidecar(patcher, found.template, target, image.reference)
-                if outcome is None:
-                    workloads.append(_workload(found, "skipped", reason=f"no container {target.container}"))
-                    continue
-                annotate(patcher, found.template, {})
-            workloads.append(
-                _workload(
-                    found,
-                    "patched" if patcher.changed else "unchanged",
-                    container=target.container,
-                    native=bool(outcome and outcome.native),
-                )
-            )
+            patcher = Patcher(editor, layout(root, near(found.template), newline), marker, where)
+            try:
+                workloads.append(_patch(patcher, found, image, target, annotation_only))
+            except Shared as exc:
+                raise InjectError(
+                    f"{where}: what inject must change (at {exc}) is shared through a YAML alias, so changing "
+                    "it would change every place that uses it",
+                    hint="write the aliased part out in full where this workload uses it",
+                ) from None
     _refuse_nothing_to_do(workloads, target, source)
     result = editor.result()
     if result != text:
         _verify(result, image, target, workloads, annotation_only, source)
     _notify(workloads, image, target, annotation_only, source)
     return Injected(text=result, workloads=tuple(workloads))
+
+
+def _patch(p: Patcher, found: Found, image: SidecarImage, target: Target, annotation_only: bool) -> Workload:
+    if annotation_only:
+        annotate(p, found.template, {PROXY_IMAGE_ANNOTATION: image.reference})
+        return _workload(found, "patched" if p.changed else "unchanged", container=None)
+    outcome = sidecar(p, found.template, target, image.reference)
+    if outcome is None:
+        return _workload(found, "skipped", reason=f"no container {target.container}")
+    annotate(p, found.template, {})
+    action = "patched" if p.changed else "unchanged"
+    return _workload(found, action, container=target.container, native=outcome.native)
 
 
 def _check_annotation(image: SidecarImage, target: Target) -> None:
@@ -165,7 +168,14 @@ def remove(text: str, *, source: str = "<stdin>") -> Injected:
     workloads: list[Workload] = []
     for number, root in enumerate(compose(text, source), start=1):
         for found in find_workloads(root, number, source):
-            release = take_out(editor, found.template, f"{source}: {found.describe()}")
+            where = f"{source}: {found.describe()}"
+            try:
+                release = take_out(editor, found.template, where)
+            except Shared as exc:
+                raise InjectError(
+                    f"{where}: what --remove must take out (at {exc}) is shared through a YAML alias",
+                    hint="write the aliased part out in full, or take the injection out by hand",
+                ) from None
             action = "unchanged" if release is None else "removed"
             workloads.append(_workload(found, action, reason=None if release else f"no {MARKER} annotation"))
     if not workloads:

@@ -58,7 +58,19 @@ _STR = "tag:yaml.org,2002:str"
 _WORDS = frozenset(["y", "yes", "n", "no", "true", "false", "on", "off", "null"])
 
 
-class _Loader(yaml.CSafeLoader):
+# libyaml when PyYAML has it (it is ten times faster); the pure-Python loader gives the same positions.
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class Shared(Exception):
+    """An edit would land in a node a YAML alias also uses: it would change every place that uses it."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(f"line {node.start_mark.line + 1}")
+        self.node = node
+
+
+class _Loader(_Base):  # type: ignore[misc]
     """libyaml's composer with a shortcut for the common plain word, which is always a string."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
@@ -70,7 +82,7 @@ class _Loader(yaml.CSafeLoader):
             and value.lower() not in _WORDS
         ):
             return _STR
-        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return super().resolve(kind, value, implicit)
 
 
 def compose(text: str, source: str) -> list[Node]:
@@ -196,7 +208,12 @@ def _block_sequence(items_json: str, dash: int, gap: int, lay: Layout) -> tuple[
 def end(node: Node) -> int:
     """Where a node's own text ends (a block collection ends with its last descendant)."""
     while isinstance(node, MappingNode | SequenceNode) and not node.flow_style and node.value:
-        node = node.value[-1][1] if isinstance(node, MappingNode) else node.value[-1]
+        last = node.value[-1][1] if isinstance(node, MappingNode) else node.value[-1]
+        if last.start_mark.index < node.start_mark.index:
+            # An alias (`*name`) ends the collection: its node is the anchor's, written before; where the
+            # alias itself ends is not known, so nothing can be placed after it.
+            raise Shared(node)
+        node = last
     return int(node.end_mark.index)
 
 
@@ -207,6 +224,28 @@ class Editor:
         self.text = text
         self.edits: list[Edit] = []
         self._filled: set[int] = set()  # empty flow collections something was put into
+        self._shared: set[int] = set()  # nodes reached through an alias as well as their anchor
+
+    def share(self, root: Node) -> None:
+        """Note the nodes of a document that aliases reach (edits there are refused: see `Shared`)."""
+        if "*" not in self.text[root.start_mark.index : root.end_mark.index]:
+            return  # no alias at all: the common case costs one substring search
+        seen: set[int] = set()
+        stack: list[tuple[Node, bool]] = [(root, False)]
+        while stack:
+            node, inherited = stack.pop()
+            shared = inherited or id(node) in seen
+            if shared:
+                self._shared.add(id(node))
+            seen.add(id(node))
+            if isinstance(node, MappingNode):
+                stack.extend((child, shared) for pair in node.value for child in pair)
+            elif isinstance(node, SequenceNode):
+                stack.extend((child, shared) for child in node.value)
+
+    def _guard(self, node: Node) -> None:
+        if id(node) in self._shared:
+            raise Shared(node)
 
     def _line_start(self, index: int) -> int:
         return self.text.rfind("\n", 0, index) + 1
@@ -230,6 +269,7 @@ class Editor:
 
     def append(self, sequence: SequenceNode, items: Sequence[Any], lay: Layout, depth: int) -> None:
         """Add `items` at the list's end, in the list's own style; `depth` is how deep the list is nested."""
+        self._guard(sequence)
         if sequence.flow_style:
             for item in items:
                 self._flow_add(
@@ -247,6 +287,7 @@ class Editor:
         self, mapping: MappingNode, key: str, value: Any, lay: Layout, depth: int, *, first: bool = False
     ) -> None:
         """Add the entry `key: value` (absent so far) at the mapping's end, or first if it starts a line."""
+        self._guard(mapping)
         if mapping.flow_style:
             name = json.dumps(key) if lay.json else scalar(key, flow=True)
             self._flow_add(
@@ -266,6 +307,7 @@ class Editor:
         self, key: ScalarNode, null: Node, value: Any, lay: Layout, parent_flow: bool, depth: int
     ) -> None:
         """Give a key whose value is null (`volumes:` or `volumes: null`) a collection."""
+        self._guard(null)
         if parent_flow or null.start_mark.index != null.end_mark.index or not value:
             self._edit(null.start_mark.index, null.end_mark.index, self._flow_text(value, 0, lay))
             return
@@ -278,6 +320,7 @@ class Editor:
 
     def replace(self, node: ScalarNode, value: Any, lay: Layout) -> None:
         """A scalar's new value, in the quoting style it was written in."""
+        self._guard(node)
         style = node.style if node.style in ('"', "'") else None
         text = scalar(value, json_mode=lay.json, style=style)
         self._edit(node.start_mark.index, node.end_mark.index, text)
