@@ -845,3 +845,37 @@ def test_an_edit_into_what_an_alias_shares_is_refused() -> None:
     )
     with pytest.raises(InjectError, match="shared through a YAML alias"):
         inject.inject(last_alias, image=IMAGE, target=ISTIO)
+
+
+# --- the image inject puts in: the tracer is in it ------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_istio_image_carries_bpftrace(docker_client: Any, tmp_path: Path) -> None:
+    """The istio Dockerfile on the sample proxyv2 (Debian, as Istio's is Ubuntu): `bpftrace` runs in it, so
+    `trace_all.sh -m exec` can trace inside the sidecar."""
+    import shutil
+    import uuid
+
+    from hookbuild.images import engine
+
+    context = tmp_path / "context"
+    (context / "tracing").mkdir(parents=True)
+    shutil.copy(ROOT / "dockerfiles" / "custom_istio.dockerfile", context / "Dockerfile")
+    (context / "envoy").write_bytes(b"#!/bin/sh\n")
+    (context / "tracing" / "trace.bt").write_text("BEGIN { exit(); }\n")
+    lines: list[str] = []
+    image = engine.build(
+        docker_client,
+        context=context,
+        dockerfile="Dockerfile",
+        buildargs={"BASE_IMAGE": "hookbuild-sample/proxyv2:sample", "PACKAGES": ""},
+        labels={"io.hookbuild.test": f"cluster-{uuid.uuid4().hex[:8]}"},
+        on_line=lines.append,
+    )
+    try:
+        output = docker_client.containers.run(image, entrypoint=["bpftrace", "--version"], remove=True)
+        assert output.decode().startswith("bpftrace v"), output
+        engine.check(docker_client, image, ("test", "-f", "/usr/local/share/hookbuild/trace.bt"))
+    finally:
+        docker_client.images.remove(image, force=True)
