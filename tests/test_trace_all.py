@@ -338,3 +338,17 @@ def test_trace_script_task_writes_the_script(envoy: Path, tmp_path: Path) -> Non
     assert os.access(tmp_path / "trace_all.sh", os.X_OK)
     ran = run_invoke("trace-script", "-r", "istio@12", "-b", str(envoy), "-o", str(tmp_path))
     assert ran.returncode == 2 and ran.stderr.startswith("error: invalid version '12'")
+
+
+@pytest.mark.docker
+@pytest.mark.bpf
+def test_more_envoys_than_one_tracer_takes(script: Path, pods: Pods, tmp_path: Path) -> None:
+    small = tmp_path / "trace_all.sh"  # the same script, with room for 2 PIDs per tracer instead of 64
+    small.write_text(script.read_text().replace("\nMAX_PIDS=64\n", "\nMAX_PIDS=2\n"))
+    names = [pods.start("many", f"p{i}", "both") for i in range(3)]
+    time.sleep(0.5)
+    ran = trace(small, tmp_path / "out", "-l", f"hookbuild-test={pods.run}", "-d", "2")
+    assert ran.returncode == 0, ran.stderr
+    assert "starting 2 tracer(s) (node: 1 binary(ies), exec: 0 pod(s))" in ran.stderr
+    for name in names:
+        assert set(hits(tmp_path / "out" / f"many_{name}.json")) == {DECODED, ENCODED}

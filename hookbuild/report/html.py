@@ -21,7 +21,7 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 """Pods' colours."""
 PAIR_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f")
 """Pairs' colours in the timelines: apart from the pods', so a figure never reads as another."""
-WIDTH, HEIGHT, MARGIN = 720, 260, 56
+WIDTH, HEIGHT, MARGIN, TOP = 720, 230, 56, 12
 TIMELINE_REQUESTS = 12
 
 _STYLE = """
@@ -136,20 +136,22 @@ def _distribution(curves: Mapping[str, Mapping[int, int]], colours: Mapping[str,
     high = max(b[1] for b in bounds) / 1000
     lo_exp, hi_exp = math.floor(math.log10(low)), math.ceil(math.log10(high * 1.01))
     hi_exp = max(hi_exp, lo_exp + 1)
-    plot_w, plot_h = WIDTH - 2 * MARGIN, HEIGHT - 2 * MARGIN
+    plot_w, plot_h = WIDTH - 2 * MARGIN, HEIGHT - TOP - MARGIN
 
     def x(us: float) -> float:
         return MARGIN + (math.log10(max(us, 10.0**lo_exp)) - lo_exp) / (hi_exp - lo_exp) * plot_w
 
     def y(share: float) -> float:
-        return MARGIN + (1 - share) * plot_h
+        return TOP + (1 - share) * plot_h
 
     shapes = [_axes(plot_w, plot_h, "latency (µs, log scale)", "share of requests")]
-    for exp in range(lo_exp, hi_exp + 1):
+    ticks = [
+        m * 10.0**exp for exp in range(lo_exp, hi_exp + 1) for m in (1, 2, 5) if m * 10.0**exp <= 10.0**hi_exp
+    ]
+    for tick in ticks:
         shapes.append(
-            f'<line x1="{x(10.0**exp):.1f}" y1="{y(0):.1f}" x2="{x(10.0**exp):.1f}" y2="{y(1):.1f}" '
-            'stroke="#ddd"/>'
-            f'<text x="{x(10.0**exp):.1f}" y="{y(0) + 14:.1f}" text-anchor="middle">{10**exp:g}</text>'
+            f'<line x1="{x(tick):.1f}" y1="{y(0):.1f}" x2="{x(tick):.1f}" y2="{y(1):.1f}" stroke="#ddd"/>'
+            f'<text x="{x(tick):.1f}" y="{y(0) + 14:.1f}" text-anchor="middle">{tick:g}</text>'
         )
     for share in (0.5, 0.9, 0.99):
         shapes.append(
@@ -173,10 +175,10 @@ def _distribution(curves: Mapping[str, Mapping[int, int]], colours: Mapping[str,
 
 def _axes(plot_w: float, plot_h: float, x_label: str, y_label: str) -> str:
     return (
-        f'<rect x="{MARGIN}" y="{MARGIN}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
-        f'<text x="{MARGIN + plot_w / 2}" y="{HEIGHT - 12}" text-anchor="middle">{escape(x_label)}</text>'
-        f'<text x="14" y="{MARGIN + plot_h / 2}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {MARGIN + plot_h / 2})">{escape(y_label)}</text>'
+        f'<rect x="{MARGIN}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
+        f'<text x="{MARGIN + plot_w / 2}" y="{HEIGHT - 16}" text-anchor="middle">{escape(x_label)}</text>'
+        f'<text x="14" y="{TOP + plot_h / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {TOP + plot_h / 2})">{escape(y_label)}</text>'
     )
 
 
