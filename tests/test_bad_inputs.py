@@ -438,6 +438,10 @@ CASES: list[Case] = [
         "cannot write",
         {"bin": "elf:gcc", "file": "file"},
     ),
+    # --- trace-report -------------------------------------------------------------------------------------
+    Case("trace-report/missing-dir", ("trace-report", "{tmp}/nowhere"), "does not exist"),
+    Case("trace-report/a-file", ("trace-report", "{file}", "--json"), "does not exist", {"file": "file"}),
+    Case("trace-report/no-traces", ("trace-report", "{dir}"), "no trace files", {"dir": "dir"}),
     # --- release: variants, versions, registry and image references, WORKSPACE, outputs -------------------
     Case(
         "release/unknown-variant",
