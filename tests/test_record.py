@@ -452,3 +452,26 @@ def test_queries_during_writes_see_a_valid_file(seed: Path) -> None:
         proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
     assert len(seen) > 1  # the file really changed while we read it
+
+
+# --- the cache of validated records ---------------------------------------------------------------------
+
+
+def test_cache_is_keyed_by_content(seed: Path) -> None:
+    """A query after any edit (by hand too) sees the edit; a damaged cache entry is a miss, not an error."""
+    from hookbuild.record import cache
+
+    first = record.load(seed)
+    stored = sorted(cache.directory().glob("*.pickle"), key=lambda p: p.stat().st_mtime)[-1]
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert record.load(seed) == first == record.loads(seed.read_text(), path=seed)
+    seed.write_text(
+        seed.read_text().replace('summary = "The working version of 11.7"', 'summary = "by hand"')
+    )
+    assert record.load(seed).get("istio@11.8").summary == "by hand"
+    for entry in cache.directory().glob("*.pickle"):
+        entry.write_bytes(b"not a pickle")
+    assert record.load(seed).get("istio@11.8").summary == "by hand"
+    seed.write_text(seed.read_text().replace('status = "test-only"', 'status = "maybe"'))
+    with pytest.raises(RecordError, match="'maybe' is not one of"):
+        record.load(seed)  # a broken record is never served from the cache

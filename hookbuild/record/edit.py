@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hookbuild import fsutil
 from hookbuild.errors import RecordConflict, RecordError, UsageError
 from hookbuild.record.model import SCHEMA, Change, Entry, Provenance, Record, Status, Upstream, iso
-from hookbuild.record.schema import check_in, entry_from_table, loads, read_text
+from hookbuild.record.schema import check_in, entry_from_table, load_text, loads, read_text
 from hookbuild.record.toml_text import Header, entry_span, headers, split_trailer, top_level_line
 from hookbuild.version import Version
 
@@ -120,7 +120,7 @@ def write_entry(
     path = Path(path)
     with _locked(path, timeout):
         text = read_text(path)
-        record = loads(text, path=path)  # the one validation: never build on a broken record
+        record = load_text(text, path=path)  # validated (once per content): never build on a broken record
         entry, result = decide(record)
         check_in(record, entry)
         new_text = _with_entry(text, record, entry)

@@ -328,7 +328,14 @@ def _dotted(keypath: KeyPath) -> str:
 
 def load(path: Path) -> Record:
     """Read and validate versions.toml; RecordError naming file, line and field on any problem."""
-    return loads(read_text(path), path=path)
+    return load_text(read_text(path), path=path)
+
+
+def load_text(text: str, *, path: Path | None) -> Record:
+    """`loads`, parsed and validated once per content (the validated record is cached by its text)."""
+    from hookbuild.record.cache import cached
+
+    return cached(text, path, lambda: loads(text, path=path))
 
 
 def read_text(path: Path) -> str:
