@@ -82,7 +82,16 @@ def main() -> None:
             source = make_record(size, Path(scratch) / f"record-{size}.toml")
             work = Path(scratch) / f"bump-{size}.toml"
             query = ["versions", "--supports", "perf", "--json", "--versions-file", str(source)]
-            bump = ["bump", "--variant", "istio", "--minor", "--summary", "bench", "--versions-file", str(work)]
+            bump = [
+                "bump",
+                "--variant",
+                "istio",
+                "--minor",
+                "--summary",
+                "bench",
+                "--versions-file",
+                str(work),
+            ]
             timed(query, cache=warm_cache)  # warm the page cache, the bytecode and the record cache
             samples: dict[str, list[float]] = {name: [] for name in ("list", "qw", "qc", "bw", "bc")}
             for run in range(runs):
