@@ -879,3 +879,19 @@ def test_istio_image_carries_bpftrace(docker_client: Any, tmp_path: Path) -> Non
         engine.check(docker_client, image, ("test", "-f", "/usr/local/share/hookbuild/trace.bt"))
     finally:
         docker_client.images.remove(image, force=True)
+
+
+def test_a_last_line_without_line_break_gets_one_and_remove_takes_it_back() -> None:
+    source = DEPLOYMENT.rstrip("\n")
+    result = inject.inject(source, image=IMAGE, target=ISTIO).text
+    assert "        image: docker.io/library/nginx:1.27\n      - name: istio-proxy\n" in result
+    assert "\n\n" not in result and result.endswith("emptyDir: {}\n")
+    assert inject.inject(result, image=IMAGE, target=ISTIO).text == result
+    assert inject.remove(result).text == source
+
+
+def test_openshift_deployment_config_is_a_workload() -> None:
+    text = DEPLOYMENT.replace("apps/v1", "apps.openshift.io/v1").replace(
+        "kind: Deployment", "kind: DeploymentConfig"
+    )
+    assert [w.kind for w in inject.inject(text, image=IMAGE, target=ISTIO).workloads] == ["DeploymentConfig"]

@@ -101,7 +101,6 @@ def inject(
     if annotation_only:
         _check_annotation(image, target)
     editor = Editor(text)
-    newline = "\r\n" if "\r\n" in text else "\n"
     workloads: list[Workload] = []
     for number, root in enumerate(compose(text, source), start=1):
         editor.share(root)
@@ -112,7 +111,7 @@ def inject(
                 continue
             where = f"{source}: {found.describe()}"
             marker = Marker(release=image.release, container=None if annotation_only else target.container)
-            patcher = Patcher(editor, layout(root, near(found.template), newline), marker, where)
+            patcher = Patcher(editor, layout(root, near(found.template), editor.newline), marker, where)
             try:
                 workloads.append(_patch(patcher, found, image, target, annotation_only))
             except Shared as exc:

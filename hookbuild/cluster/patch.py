@@ -31,16 +31,19 @@ class Marker:
 
     release: str
     container: str | None  # the container the release went into (None: annotation only)
+    final_newline: bool = False  # the stream's last line had no line break; inject gave it one
     added: list[Path] = field(default_factory=list)
     replaced: dict[Path, str] = field(default_factory=dict)  # path -> the original source text
 
     def dump(self) -> str:
-        data = {
+        data: dict[str, Any] = {
             "release": self.release,
             "container": self.container,
             "added": [_pointer(path) for path in self.added],
             "replaced": {_pointer(path): text for path, text in self.replaced.items()},
         }
+        if self.final_newline:
+            data["final_newline"] = True
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -50,6 +53,7 @@ class Marker:
             return cls(
                 release=str(data["release"]),
                 container=data.get("container"),
+                final_newline=data.get("final_newline") is True,
                 added=[_path(pointer) for pointer in data["added"]],
                 replaced={_path(pointer): str(old) for pointer, old in data["replaced"].items()},
             )
@@ -92,11 +96,11 @@ class Patcher:
         self.lay = lay
         self.marker = marker
         self.where = where
-        self._before = len(editor.edits)
+        self.since = len(editor.edits)  # this template's edits are the editor's from here on
 
     @property
     def changed(self) -> bool:
-        return len(self.editor.edits) > self._before
+        return len(self.editor.edits) > self.since
 
     def _covered(self, path: Path) -> bool:
         return any(path[: len(added)] == added for added in self.marker.added)
@@ -323,6 +327,7 @@ def annotate(p: Patcher, template: MappingNode, entries: dict[str, str]) -> None
 
 def _merged_marker(p: Patcher, annotations: MappingNode | None) -> str | None:
     """The marker to write (None: leave the one there), merged with one an earlier run wrote."""
+    p.marker.final_newline = p.editor.appends_to_last_line(p.since)
     node = get(annotations, MARKER)
     if node is None:
         return p.marker.dump() if p.changed or p.marker.added else None
@@ -330,6 +335,7 @@ def _merged_marker(p: Patcher, annotations: MappingNode | None) -> str | None:
     merged = Marker(
         release=p.marker.release,
         container=p.marker.container,
+        final_newline=earlier.final_newline or p.marker.final_newline,
         added=list(earlier.added),
         replaced=dict(earlier.replaced),
     )
@@ -354,6 +360,7 @@ def take_out(editor: Editor, template: MappingNode, where: str) -> str | None:
     if node is None:
         return None
     marker = Marker.load(value(node), where)
+    editor.strip_final_newline = editor.strip_final_newline or marker.final_newline
     doomed: dict[int, tuple[MappingNode | SequenceNode, list[int]]] = {}
     for path in marker.added:
         located = _locate(template, path)

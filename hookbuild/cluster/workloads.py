@@ -24,6 +24,7 @@ WORKLOAD_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("extensions", "ReplicaSet"): ("spec", "template"),
     ("batch", "Job"): ("spec", "template"),
     ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template"),
+    ("apps.openshift.io", "DeploymentConfig"): ("spec", "template"),  # Istio injects these too
 }
 WORKLOAD_KINDS = tuple(sorted({kind for _group, kind in WORKLOAD_TEMPLATES}))
 FIX = "fix the manifest; `kubectl apply --dry-run=client -f FILE` checks it too"

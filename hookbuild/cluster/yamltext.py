@@ -225,6 +225,8 @@ class Editor:
         self.edits: list[Edit] = []
         self._filled: set[int] = set()  # empty flow collections something was put into
         self._shared: set[int] = set()  # nodes reached through an alias as well as their anchor
+        self.newline = "\r\n" if "\r\n" in text else "\n"
+        self.strip_final_newline = False  # --remove: the line break inject gave the last line goes again
 
     def share(self, root: Node) -> None:
         """Note the nodes of a document that aliases reach (edits there are refused: see `Shared`)."""
@@ -260,10 +262,11 @@ class Editor:
         self.edits.append(Edit(start, stop, depth, len(self.edits), text))
 
     def _insert_lines(self, index: int, lines: list[str], lay: Layout, depth: int) -> None:
-        text = "".join(line + lay.newline for line in lines)
-        if index == len(self.text) and self.text and not self.text.endswith("\n"):
-            text = lay.newline + text  # the stream's last line had no line break
-        self._edit(index, index, text, depth)
+        self._edit(index, index, "".join(line + lay.newline for line in lines), depth)
+
+    def appends_to_last_line(self, since: int = 0) -> bool:
+        """True when edits (from the `since`th on) add lines after a last line that has no line break."""
+        return not self.text.endswith("\n") and any(e.start == len(self.text) for e in self.edits[since:])
 
     # --- adding -------------------------------------------------------------------------------------
 
@@ -373,14 +376,20 @@ class Editor:
     def result(self) -> str:
         pieces: list[str] = []
         position = len(self.text)
-        for edit in sorted(self.edits, key=lambda e: (e.start, e.end, -e.depth, e.order), reverse=True):
+        edits = list(self.edits)
+        if self.appends_to_last_line():  # new lines after it: the last line gets its line break first
+            edits.append(Edit(len(self.text), len(self.text), 1 << 30, -1, self.newline))
+        for edit in sorted(edits, key=lambda e: (e.start, e.end, -e.depth, e.order), reverse=True):
             if edit.end > position:
                 raise AssertionError(f"overlapping edits at {edit.start}")
             pieces.append(self.text[edit.end : position])
             pieces.append(edit.text)
             position = edit.start
         pieces.append(self.text[:position])
-        return "".join(reversed(pieces))
+        result = "".join(reversed(pieces))
+        if self.strip_final_newline and result.endswith(self.newline):
+            result = result[: -len(self.newline)]
+        return result
 
 
 def _runs(indices: Sequence[int]) -> Iterator[tuple[int, int]]:
