@@ -80,15 +80,45 @@ class Registry:
     # --- transport -------------------------------------------------------------------------------
 
     def _request(
-        self, method: str, url: str, repo: str, *, push: bool = False, **kwargs: object
+        self,
+        method: str,
+        url: str,
+        repo: str,
+        *,
+        push: bool = False,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        data: bytes | Iterator[bytes] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
+        """One request, answering the registry's auth challenge once; 401/403 and no answer are errors."""
         import requests
 
         scope = f"repository:{repo}:{'pull,push' if push else 'pull'}"
+
+        def send() -> requests.Response:
+            sent = dict(headers or {})
+            auth = None
+            if scope in self._bearer:
+                sent["Authorization"] = f"Bearer {self._bearer[scope]}"
+            elif self._auth and self._basic:
+                auth = (self._auth["username"], self._auth["password"])
+            return self._session.request(
+                method,
+                url,
+                headers=sent,
+                params=params,
+                data=data,
+                stream=stream,
+                auth=auth,
+                timeout=_TIMEOUT,
+            )
+
         try:
-            response = self._send(method, url, scope, **kwargs)
+            response = send()
+            # A streamed body cannot be sent twice; it only ever follows requests that settled the auth.
             if response.status_code == 401 and self._authenticate(response, scope):
-                response = self._send(method, url, scope, **kwargs)
+                response = send()
         except requests.RequestException as exc:
             raise SupplyError(
                 f"registry {self.host} unreachable: {secrets.redact(str(exc))}",
@@ -101,15 +131,6 @@ class Registry:
                 "HOOKBUILD_REGISTRY_PASSWORD",
             )
         return response
-
-    def _send(self, method: str, url: str, scope: str, **kwargs: object) -> requests.Response:
-        headers = dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
-        auth = None
-        if scope in self._bearer:
-            headers["Authorization"] = f"Bearer {self._bearer[scope]}"
-        elif self._auth and self._basic:
-            auth = (self._auth["username"], self._auth["password"])
-        return self._session.request(method, url, headers=headers, auth=auth, timeout=_TIMEOUT, **kwargs)  # type: ignore[arg-type]
 
     def _authenticate(self, response: requests.Response, scope: str) -> bool:
         """Answer a 401's challenge once; False when there is nothing new to try."""

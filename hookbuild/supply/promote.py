@@ -42,15 +42,22 @@ def destination(image: str, target: str) -> ImageRef:
     source = ImageRef.parse(image)
     registry, _, namespace = target.strip("/").partition("/")
     name = source.repository.rsplit("/", 1)[-1]
-    try:
-        if not namespace or ("." not in registry and ":" not in registry and registry != "localhost"):
-            raise UsageError("")
-        return ImageRef.parse(f"{registry}/{namespace}/{name}:{source.tag}")
-    except UsageError:
+    # A registry host has a '.' or a ':' (or is localhost), as in Docker's own rule; a namespace is required.
+    is_host = "." in registry or ":" in registry or registry == "localhost"
+    parsed = _parsed(f"{registry}/{namespace}/{name}:{source.tag}") if is_host and namespace else None
+    if parsed is None or parsed.registry != registry:
         raise UsageError(
             f"invalid promotion target {target!r}",
             hint="write REGISTRY/NAMESPACE, e.g. 127.0.0.1:5001/hookbuild",
-        ) from None
+        )
+    return parsed
+
+
+def _parsed(text: str) -> ImageRef | None:
+    try:
+        return ImageRef.parse(text)
+    except UsageError:
+        return None
 
 
 def promote(
