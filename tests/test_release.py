@@ -104,7 +104,7 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
     ran = run_process("release", "--variant", "istio", "--sample", "--dry-run", env=env)
     assert ran.returncode == 0, ran.stderr
     assert "dry run, nothing changed" in ran.stdout
-    assert "11. sign: SLSA v1 provenance" in ran.stdout and "12. record:" in ran.stdout
+    assert "12. sign: SLSA v1 provenance" in ran.stdout and "13. record:" in ran.stdout
     assert "9. features: check hookpoints (the binary has a hookpoint)" in ran.stdout  # before the push
     assert not (tmp_path / "sample" / "istio").exists()
     planned = json.loads(run_invoke("release", "--sample", "--dry-run", "--json", env=env).stdout)["steps"]

@@ -16,7 +16,6 @@ VERSIONS_FILE_HELP = "the version record (default: the versions_file setting, i.
 
 @task(
     positional=["ref"],
-    short={"json": "j"},
     help={
         "ref": "the recorded release, VARIANT@X.Y",
         "key": "public key PEM to check the signature with (default: the verify_key setting, else the "
@@ -57,7 +56,6 @@ def verify(
 
 @task(
     positional=["ref"],
-    short={"json": "j"},
     help={
         "ref": "the recorded release, VARIANT@X.Y",
         "to": "where to copy it: REGISTRY/NAMESPACE, e.g. 127.0.0.1:5001/hookbuild",

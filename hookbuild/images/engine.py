@@ -150,26 +150,39 @@ def copy_file(client: docker.DockerClient, image: str, path: str, dest: Path) ->
 
 
 def check(client: docker.DockerClient, image: str, command: tuple[str, ...]) -> None:
-    """Run `command` in a throwaway container of `image`; it must exit 0 (e.g. `perf --version`)."""
+    """Run `command` in a throwaway container of `image`; it must exit 0 (e.g. `perf --version`).
+
+    The container is removed whatever happens: `containers.run(remove=True)` leaves it behind when it cannot
+    start (a command missing from the image), and such a container keeps the image's last tag from being
+    removed after a failed release.
+    """
     import docker.errors
 
+    what = " ".join(command)
     try:
-        output = client.containers.run(image, entrypoint=list(command), remove=True, stdout=True, stderr=True)
-    except docker.errors.ContainerError as exc:
-        stderr = (
-            exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
-        )
-        raise ImageError(
-            f"`{' '.join(command)}` fails in the built image (exit {exc.exit_status}): {stderr.strip()[-300:]}",
-            hint="check the packages the image installs",
-        ) from exc
+        container = client.containers.create(image, entrypoint=list(command))
     except docker.errors.APIError as exc:
         raise ImageError(
-            f"`{' '.join(command)}` cannot run in the built image: {exc.explanation or exc}",
+            f"`{what}` cannot run in the built image: {exc.explanation or exc}",
             hint="check the packages the image installs",
         ) from exc
-    text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
-    log.info("  %s: %s", " ".join(command), (text.strip().splitlines() or [""])[0])
+    try:
+        container.start()
+        status = int(container.wait().get("StatusCode", 1))
+        text = container.logs(stdout=True, stderr=True).decode(errors="replace")
+    except docker.errors.APIError as exc:
+        raise ImageError(
+            f"`{what}` cannot run in the built image: {exc.explanation or exc}",
+            hint="check the packages the image installs",
+        ) from exc
+    finally:
+        container.remove(force=True)
+    if status != 0:
+        raise ImageError(
+            f"`{what}` fails in the built image (exit {status}): {text.strip()[-300:]}",
+            hint="check the packages the image installs",
+        )
+    log.info("  %s: %s", what, (text.strip().splitlines() or [""])[0])
 
 
 @contextmanager
