@@ -110,8 +110,8 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
     planned = json.loads(run_invoke("release", "--sample", "--dry-run", "--json", env=env).stdout)["steps"]
     names = [step.split(":", 1)[0] for step in planned]
     assert names == [
-        "sources", "base image", "workspace", "build", "locate", "hookpoints", "scripts", "image", "push",
-        "sbom", "sign", "record",
+        "sources", "base image", "workspace", "build", "locate", "hookpoints", "scripts", "image", "features",
+        "push", "sbom", "sign", "record",
     ]  # fmt: skip
 
 
