@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,25 @@ def _names(binary: Path, table: str = "symtab") -> set[tuple[str, int]]:
 def test_symtab_equals_nm(samples: Samples) -> None:
     for binary in (samples.gcc, samples.lld, samples.changed):
         assert _names(binary) == nm_hookpoints(binary) != set()
+
+
+def test_sections_and_segments_equal_readelf(samples: Samples, graph: Path) -> None:
+    """The headers, decoded with struct, are what binutils reads: names, types' data, addresses, sizes."""
+    for binary in (samples.gcc, samples.lld, samples.stripped, graph):
+        out = subprocess.run(
+            ["readelf", "-SW", str(binary)], check=True, capture_output=True, text=True
+        ).stdout
+        expected = [
+            (m[1], int(m[2], 16), int(m[3], 16), int(m[4], 16), "X" in m[5])
+            for m in re.finditer(r"\]\s+(\S*)\s+\w+\s+([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+) \S+ +(\w*)", out)
+        ]
+        with elf.open_image(binary) as image:
+            got = [(s.name, s.addr, s.offset, s.size, s.executable) for s in image.sections]
+            assert got == expected, binary.name
+            loads = [
+                (s.offset, s.vaddr, s.filesz, bool(s.flags & elf.PF_X)) for s in image.segments if s.type == 1
+            ]
+            assert loads == load_segments(binary)
 
 
 def test_stripped_keeps_dynsym_exports(samples: Samples) -> None:

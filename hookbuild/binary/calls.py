@@ -8,7 +8,7 @@ a match inside another instruction counts too, as it always has here.
 The cost does not grow with the number of targets:
 
 1. up to `NEARBY_TARGETS` targets are first looked for near themselves (callers usually sit in the same
-   translation unit): a few kilobytes around each, growing to +-4 KiB, without importing numpy;
+   translation unit): 256 bytes each side, then 4 KiB, without importing numpy;
 2. whatever is left is settled by one vectorized pass (numpy) over all the code, in chunks: every E8/E9
    byte, its rel32, its target, kept when the target is wanted (a bitmap of the wanted addresses).
 """
