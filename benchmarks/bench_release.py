@@ -109,18 +109,17 @@ class Clash(Exception):
     """Another build on this machine restarted the shared Bazel server (the `cache` volume) under ours."""
 
 
-def retried(step: Callable[[], T]) -> T:
-    """`step()`, run again (up to twice) when a build on the shared Bazel server was cut off: the failed
-    attempt's time is not counted."""
-    for attempt in range(3):
+def retried(step: Callable[[], T], attempts: int = 5) -> T:
+    """`step()`, run again (after a pause) when a build on the shared Bazel server was cut off by another
+    build on this machine: the failed attempt's time is not counted."""
+    for attempt in range(1, attempts + 1):
         try:
             return step()
         except Clash as clash:
-            if attempt == 2:
+            if attempt == attempts:
                 raise
-            print(
-                f"{clash}: the shared Bazel server was restarted under it; running it again", file=sys.stderr
-            )
+            print(f"{clash}: the shared Bazel server was restarted under it; again in 15 s", file=sys.stderr)
+            time.sleep(15)
     raise AssertionError("unreachable")
 
 
