@@ -40,6 +40,7 @@ REGISTRY = "127.0.0.1:5000"
 NAMESPACE = f"hookbuild-bench-release-{os.getpid()}"
 GOAL, RETRY_GOAL = 1.15, 0.10
 CLASH = "Server terminated abruptly"
+BUILD_IMAGE = "hookbuild-sample/build-tools-proxy:sample"  # the sample's build container, both sides
 T = TypeVar("T")
 
 
@@ -109,17 +110,28 @@ class Clash(Exception):
     """Another build on this machine restarted the shared Bazel server (the `cache` volume) under ours."""
 
 
-def retried(step: Callable[[], T], attempts: int = 5) -> T:
-    """`step()`, run again (after a pause) when a build on the shared Bazel server was cut off by another
-    build on this machine: the failed attempt's time is not counted."""
+def quiet(client: docker.DockerClient, limit: float = 300) -> None:
+    """Wait (up to `limit` s) until no other build container runs: two builds at once share one Bazel server
+    in the `cache` volume, and the second one's start cuts the first one off."""
+    builder = client.images.get(BUILD_IMAGE).id
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and any(
+        c.attrs.get("Image") == builder for c in client.containers.list()
+    ):
+        time.sleep(2)
+
+
+def retried(client: docker.DockerClient, step: Callable[[], T], attempts: int = 5) -> T:
+    """`step()` once no other build runs, and again when another build cut it off anyway (the failed
+    attempt's time is not counted)."""
     for attempt in range(1, attempts + 1):
+        quiet(client)
         try:
             return step()
         except Clash as clash:
             if attempt == attempts:
                 raise
-            print(f"{clash}: the shared Bazel server was restarted under it; again in 15 s", file=sys.stderr)
-            time.sleep(15)
+            print(f"{clash}: the shared Bazel server was restarted under it; again", file=sys.stderr)
     raise AssertionError("unreachable")
 
 
@@ -157,17 +169,17 @@ def main() -> None:
         os.environ["HOOKBUILD_SIGNING_KEY"] = str(key)
         try:
             # Warm-up: both sides see a warm Bazel output base and local base layers.
-            retried(lambda: hookbuild_release(dist, "90.0"))
-            retried(lambda: raw_release(work, f"{raw_tag}:warmup"))
+            retried(client, lambda: hookbuild_release(dist, "90.0"))
+            retried(client, lambda: raw_release(work, f"{raw_tag}:warmup"))
             for run in range(runs):
                 ours_step = partial(hookbuild_release, dist, f"90.{run + 1}")
                 raw_step = partial(raw_release, work, f"{raw_tag}:{run}")
                 if run % 2:  # alternate which side goes first
-                    theirs.append(retried(raw_step))
-                ours.append(retried(ours_step))
+                    theirs.append(retried(client, raw_step))
+                ours.append(retried(client, ours_step))
                 if not run % 2:
-                    theirs.append(retried(raw_step))
-            first, result = retried(lambda: hookbuild_release(dist, f"91.{runs}"))
+                    theirs.append(retried(client, raw_step))
+            first, result = retried(client, lambda: hookbuild_release(dist, f"91.{runs}"))
             retries = [hookbuild_release(dist, f"91.{runs}") for _ in range(runs)]
         finally:
             for image in client.images.list():
