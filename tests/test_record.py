@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -475,3 +476,19 @@ def test_cache_is_keyed_by_content(seed: Path) -> None:
     seed.write_text(seed.read_text().replace('status = "test-only"', 'status = "maybe"'))
     with pytest.raises(RecordError, match="'maybe' is not one of"):
         record.load(seed)  # a broken record is never served from the cache
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Counted:
+    count: int
+    name: str = "x"
+
+
+def test_schema_reads_integer_fields() -> None:
+    """A field added later may be an integer: read as one, and a quoted or boolean value is refused."""
+    from hookbuild.record import schema
+
+    assert schema.build(_Counted, {"count": 3}, ("t",), {}) == _Counted(count=3)
+    for wrong in ("3", True):
+        with pytest.raises(Exception, match="must be an integer"):
+            schema.build(_Counted, {"count": wrong}, ("t",), {})

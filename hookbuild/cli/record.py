@@ -81,6 +81,8 @@ def _check_registry(rec: Record, settings: Settings, *, variant: str | None, jso
     else:
         for item in found:
             print(item.line())
+        if not found:
+            print("no release recorded with a digest: nothing to check (entries kept by hand have none)")
     if moved:
         error = RegistryDrift(
             f"{len(moved)} of {len(found)} recorded release tag(s) no longer hold their recorded digest: "

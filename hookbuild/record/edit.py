@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from hookbuild import fsutil
 from hookbuild.errors import RecordConflict, RecordError, UsageError
-from hookbuild.record.model import SCHEMA, Change, Entry, Provenance, Record, Status, Upstream, iso
+from hookbuild.record.model import SCHEMA, Change, Entry, Provenance, Record, Status, iso
 from hookbuild.record.schema import check_in, entry_from_table, load_text, loads, read_text
 from hookbuild.record.toml_text import Header, entry_span, headers, split_trailer, top_level_line
 from hookbuild.version import Version
@@ -42,6 +42,8 @@ LOCK_TIMEOUT = 60.0
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, Version | enum.Enum):
@@ -266,10 +268,8 @@ def bump(
     features: Sequence[str] = (),
     no_features: Sequence[str] = (),
     packages: Sequence[str] | None = None,
-    upstream: Upstream | None = None,
     based_on: str | None = None,
     supersedes: str | None = None,
-    notes: str | None = None,
     again: bool = False,
     dry_run: bool = False,
     now: Callable[[], datetime] = _now,
@@ -305,11 +305,10 @@ def bump(
             summary=summary,
             features=chosen,
             packages=tuple(packages) if packages is not None else (base.packages if base else ()),
-            upstream=upstream if upstream is not None else (base.upstream if base else None),
+            upstream=base.upstream if base else None,
             based_on=based_on,
             supersedes=Version.parse(supersedes) if supersedes else None,
             history=(Change(status=Status.PLANNED, reason="bumped", at=now()),),
-            notes=notes,
         )
         return entry, entry
 
@@ -354,11 +353,8 @@ def add_release(
     provenance: Provenance,
     *,
     replace: bool = False,
-    dry_run: bool = False,
-    summary: str | None = None,
     based_on: str | None = None,
     packages: tuple[str, ...] | None = None,
-    upstream: Upstream | None = None,
     features: tuple[str, ...] | None = None,
 ) -> Entry:
     """Record a release: attach its provenance to the recorded version (a planned one becomes working), or
@@ -383,7 +379,7 @@ def add_release(
             entry = Entry(
                 variant=variant,
                 version=wanted,
-                summary=summary or f"released by hookbuild from Envoy {provenance.envoy_commit[:12]}",
+                summary=f"released by hookbuild from Envoy {provenance.envoy_commit[:12]}",
                 features=base.features if base else (),
                 packages=base.packages if base else (),
                 upstream=base.upstream if base else None,
@@ -395,14 +391,13 @@ def add_release(
             entry,
             features=features if features is not None else entry.features,
             packages=packages if packages is not None else entry.packages,
-            upstream=upstream or entry.upstream,
             based_on=based_on or entry.based_on,
             image=provenance.image,
             release=provenance,
         )
         return new, new
 
-    return write_entry(path, decide, dry_run=dry_run)
+    return write_entry(path, decide)
 
 
 def add_location(path: Path, ref: str, location: str) -> Entry:

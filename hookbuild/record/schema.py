@@ -244,6 +244,8 @@ def _converter(tp: Any) -> Convert:
         return _datetime
     if tp is bool:
         return _bool
+    if tp is int:
+        return _int
     if tp is str:
         return _str
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
@@ -296,6 +298,12 @@ def _datetime(value: Any, keypath: KeyPath) -> datetime:
 def _bool(value: Any, keypath: KeyPath) -> bool:
     if not isinstance(value, bool):
         raise _Problem(keypath, f"must be true or false, got {_kind(value)}", "write true or false")
+    return value
+
+
+def _int(value: Any, keypath: KeyPath) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Problem(keypath, f"must be an integer, got {_kind(value)}", "write a number without quotes")
     return value
 
 
