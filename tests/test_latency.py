@@ -52,7 +52,7 @@ def test_buckets_hold_every_duration_within_a_sixteenth() -> None:
 
 def test_keys_split_back_into_pairs() -> None:
     for source, target, bucket, count in [(0, 1, 286, 3), (4, 2, 975, 5), (0, 0, 0, 1)]:
-        key = (source * count + target) * latency.BUCKETS_PER_PAIR + bucket
+        key = latency.pair_key(source, target, count) + bucket
         assert latency.split_key(key, count) == (source, target, bucket)
 
 

@@ -38,7 +38,7 @@ def trace_file(
     """A pod's trace: trace_all.sh's label, bpftrace's table, two flushes (the last one wins), the end."""
     lat: dict[str, int] = {}
     for duration in durations_ns:
-        key = str((0 * len(TABLE) + 1) * latency.BUCKETS_PER_PAIR + latency.bucket_of(duration))
+        key = str(latency.pair_key(0, 1, len(TABLE)) + latency.bucket_of(duration))
         lat[key] = lat.get(key, 0) + 1
     table = {
         "hookbuild_trace": 1,
@@ -110,7 +110,7 @@ def test_partial_cut_off_and_missing_pods_are_reported_not_fatal(tmp_path: Path)
 
 
 def test_one_tracer_for_several_pids_is_split_by_pid(tmp_path: Path) -> None:
-    key = latency.BUCKETS_PER_PAIR + latency.bucket_of(5000)
+    key = latency.pair_key(0, 1, len(TABLE)) + latency.bucket_of(5000)
     table = {"hookpoints": [{"index": i, "name": n, "demangled": d} for i, (n, d, _b) in enumerate(TABLE)]}
     (tmp_path / "node.json").write_text(
         _line("hookbuild_pod", {"namespace": "a", "pod": "p1", "container": "istio-proxy", "pid": 11})
