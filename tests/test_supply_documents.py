@@ -4,6 +4,7 @@ release unsigned by accident. The SBOM parser reads this machine's real dpkg dat
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,3 +138,26 @@ def test_without_a_key_a_release_refuses_to_start(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert not (tmp_path / "sample" / "istio" / "88.1" / "envoy").exists()  # nothing was built
+
+
+def test_an_encrypted_key_signs_with_its_password_from_the_environment_and_it_is_never_shown(
+    tmp_path: Path,
+) -> None:
+    password = "pw-for-the-signing-key-4711"
+    key = tmp_path / "encrypted.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "ed25519", "-aes-256-cbc", "-pass", "env:PW", "-out", str(key)],
+        env={"PATH": "/usr/bin:/bin", "PW": password},
+        check=True,
+        capture_output=True,
+    )
+    key.chmod(0o600)
+    env = {"HOOKBUILD_DIST": str(tmp_path), "HOOKBUILD_SIGNING_KEY": str(key)}
+    args = ("release", "--sample", "--version", "88.2", "--dry-run", "--verbose", "--json")
+    refused = run_task(*args, env=env)
+    assert refused.returncode == 2 and "HOOKBUILD_SIGNING_KEY_PASSWORD" in refused.stderr
+    ran = run_task(*args, env={**env, "HOOKBUILD_SIGNING_KEY_PASSWORD": password})
+    assert ran.returncode == 0, ran.stderr
+    assert "DSSE-signed with key sha256:" in ran.stdout
+    assert password not in ran.stdout + ran.stderr
+    assert "HOOKBUILD_SIGNING_KEY_PASSWORD" in secrets.ENV_NAMES  # never inherited by the processes we start
