@@ -179,6 +179,11 @@ def main() -> None:
                 ours.append(retried(client, ours_step))
                 if not run % 2:
                     theirs.append(retried(client, raw_step))
+                print(
+                    f"pair {run + 1}: hookbuild {ours[-1][0]:.2f}s (build {ours[-1][1]['durations']['build']:.2f}s), "
+                    f"raw {theirs[-1][0]:.2f}s (make {theirs[-1][1]:.2f}s)",
+                    flush=True,
+                )
             first, result = retried(client, lambda: hookbuild_release(dist, f"91.{runs}"))
             retries = [hookbuild_release(dist, f"91.{runs}") for _ in range(runs)]
         finally:
