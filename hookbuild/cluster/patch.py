@@ -15,7 +15,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from hookbuild.cluster.targets import CAPABILITY, PROXY_GID, SECURITY_CONTEXT, VOLUMES, HostVolume, Target
-from hookbuild.cluster.workloads import FIX, entry, get, is_null, item, text, value
+from hookbuild.cluster.workloads import FIX, entry, get, item, text, value
 from hookbuild.cluster.yamltext import Editor, Layout
 from hookbuild.errors import InjectError
 
@@ -77,9 +77,12 @@ def _path(pointer: str) -> Path:
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
-    changed: bool
     native: bool  # the target is a native sidecar (an init container)
-    created: bool  # the container was added, not patched in place
+
+
+def _name(element: Any) -> str:
+    """How a path names a list item: a mapping by its `name`, a scalar by itself."""
+    return str(element["name"]) if isinstance(element, dict) else str(element)
 
 
 def _same(node: Node, wanted: Any) -> bool:
@@ -106,22 +109,31 @@ class Patcher:
         return any(path[: len(added)] == added for added in self.marker.added)
 
     def add(self, parent: Node, path: Path, wanted: Any, *, first: bool = False) -> None:
-        """Give `parent` (at `path[:-1]`) the entry `path[-1]: wanted`; it has no such entry yet."""
+        """Give `parent` (at `path[:-1]`) the entry `path[-1]: wanted`; it has none, or a null one."""
+        self.record_new(parent, path, wanted)
+        self.emit_new(parent, path, wanted, first=first)
+
+    def record_new(self, parent: Node, path: Path, wanted: Any) -> None:
+        """Record in the marker what `emit_new` adds, so that --remove can take exactly that out again."""
         found = entry(parent, path[-1])
-        assert isinstance(parent, MappingNode)
         if found is None:
-            self.editor.put(parent, path[-1], wanted, self.lay, len(path) - 1, first=first)
             self._record(path)
             return
-        # There, but null (`volumes:` or `volumes: null`): what comes back out is the contents, not the key.
         null = found[2]
-        self.editor.fill(found[1], null, wanted, self.lay, bool(parent.flow_style), len(path) - 1)
         if null.start_mark.index == null.end_mark.index and isinstance(wanted, dict | list) and wanted:
-            names = wanted if isinstance(wanted, dict) else [entry["name"] for entry in wanted]
-            for name in names:
+            # `volumes:` with nothing after it gets lines below: those come out again, the key stays.
+            for name in wanted if isinstance(wanted, dict) else [_name(element) for element in wanted]:
                 self._record((*path, name))
         elif not self._covered(path) and path not in self.marker.replaced:
             self.marker.replaced[path] = self.editor.source(null)
+
+    def emit_new(self, parent: Node, path: Path, wanted: Any, *, first: bool = False) -> None:
+        assert isinstance(parent, MappingNode)
+        found = entry(parent, path[-1])
+        if found is None:
+            self.editor.put(parent, path[-1], wanted, self.lay, len(path) - 1, first=first)
+        else:
+            self.editor.fill(found[1], found[2], wanted, self.lay, bool(parent.flow_style), len(path) - 1)
 
     def _record(self, path: Path) -> None:
         if not self._covered(path):
@@ -204,12 +216,12 @@ def sidecar(p: Patcher, template: MappingNode, target: Target, image: str) -> Ou
             assert isinstance(found[1], MappingNode)
             needed = _patch_container(p, found[1], ("spec", key, target.container), target, image, spec)
             _volumes(p, spec, needed)
-            return Outcome(changed=p.changed, native=key == "initContainers", created=False)
+            return Outcome(native=key == "initContainers")
     if not target.create:
         return None
     p.append(containers, ("spec", "containers"), {target.container: _new_container(target, image)})
     _volumes(p, spec, list(VOLUMES))
-    return Outcome(changed=True, native=False, created=True)
+    return Outcome(native=False)
 
 
 def _patch_container(
@@ -305,22 +317,20 @@ def annotate(p: Patcher, template: MappingNode, entries: dict[str, str]) -> None
             p.set(annotations, ("metadata", "annotations", key), wanted)
     elif not (p.changed or entries):
         return
-    elif metadata is None:
-        p.marker.added.append(("metadata",))
-    else:
-        p.marker.added.append(("metadata", "annotations"))
+    # Else the first level missing (or null) gets the annotations: metadata, or its annotations.
+    parent, path = (template, ("metadata",)) if metadata is None else (metadata, ("metadata", "annotations"))
+    if annotations is None:  # the marker is among what is added (its value is not known yet)
+        planned = {**entries, MARKER: ""}
+        p.record_new(parent, path, {"annotations": planned} if metadata is None else planned)
     marker = _merged_marker(p, annotations)
     if marker is None:
         return
     entries = {**entries, MARKER: marker}
-    if metadata is None:
-        p.editor.put(template, "metadata", {"annotations": entries}, p.lay, 0, first=True)
-    elif annotations is None:
-        found = entry(metadata, "annotations")
-        if found is not None and is_null(found[2]):
-            p.editor.fill(found[1], found[2], entries, p.lay, bool(metadata.flow_style), 1)
-        else:
-            p.editor.put(metadata, "annotations", entries, p.lay, 1)
+    if annotations is None:
+        # A new metadata goes first, where people and kubectl write it; new annotations after the labels.
+        p.emit_new(
+            parent, path, {"annotations": entries} if metadata is None else entries, first=metadata is None
+        )
     else:
         p.set(annotations, ("metadata", "annotations", MARKER), marker)
 
@@ -361,18 +371,18 @@ def take_out(editor: Editor, template: MappingNode, where: str) -> str | None:
         return None
     marker = Marker.load(value(node), where)
     editor.strip_final_newline = editor.strip_final_newline or marker.final_newline
-    doomed: dict[int, tuple[MappingNode | SequenceNode, list[int]]] = {}
+    doomed: dict[int, tuple[MappingNode | SequenceNode, set[int]]] = {}
     for path in marker.added:
         located = _locate(template, path)
         if located is not None:  # gone already: someone took it out by hand
             parent, index = located
-            doomed.setdefault(id(parent), (parent, []))[1].append(index)
+            doomed.setdefault(id(parent), (parent, set()))[1].add(index)
     if not any(path in marker.added for path in (("metadata",), ("metadata", "annotations"))):
         located = _locate(template, ("metadata", "annotations", MARKER))
         assert located is not None
-        doomed.setdefault(id(located[0]), (located[0], []))[1].append(located[1])
+        doomed.setdefault(id(located[0]), (located[0], set()))[1].add(located[1])
     for parent, indices in doomed.values():
-        editor.delete(parent, indices)
+        editor.delete(parent, sorted(indices))
     for path, original in marker.replaced.items():
         located = _locate(template, path)
         if located is not None and not any(path[: len(added)] == added for added in marker.added):
