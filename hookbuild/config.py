@@ -33,6 +33,11 @@ class Settings:
     # env only), and the public key `verify` checks with (default: the signing key's public half).
     signing_key: Path | None = None
     verify_key: Path | None = None
+    # The image each variant's build runs in (upstream defaults: docs/compatibility.md). Unset: the checkout's
+    # own default (istio IMG from setup_env.sh, Envoy's IMAGE_NAME/ENVOY_BUILD_SHA, cilium's BUILDER_BASE).
+    istio_build_image: str | None = None
+    cilium_build_image: str | None = None
+    envoy_build_image: str | None = None
 
 
 _PATHS = {"versions_file", "dist", "envoy", "proxy", "bazel_disk_cache", "signing_key", "verify_key"}

@@ -90,7 +90,8 @@ def materialize_sample(source: Path, dest: Path) -> Path:
                 return dest
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(source, dest, symlinks=True, ignore=ignore)
+    # Links are followed: an older-shape sample links the newest one's unchanged folders (examples/envoy-2022).
+    shutil.copytree(source, dest, symlinks=False, ignore=ignore)
     with git.Repo.init(dest, initial_branch="main") as repo:
         repo.git.add(A=True)
         repo.git.commit(m=f"hookbuild sample: {source.name}", no_verify=True, env=_SAMPLE_IDENTITY)
@@ -100,7 +101,7 @@ def materialize_sample(source: Path, dest: Path) -> Path:
 
 def _tree_digest(root: Path, ignore: Callable[[str, list[str]], set[str]]) -> str:
     digest = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, followlinks=True):
         skipped = ignore(folder, [*dirs, *files])
         dirs[:] = sorted(d for d in dirs if d not in skipped)
         for name in sorted(f for f in files if f not in skipped):

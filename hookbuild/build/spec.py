@@ -1,8 +1,11 @@
 """What a build system is to the pipeline: inputs in, a `BuildSpec` out, decided before anything runs.
 
-A build system (one module under `build/systems/`) turns `BuildInputs` into the command to run and where its
-output lands, and says how a secret rc file made just for the build reaches Bazel (a startup option, plus a
-read-only mount for a build container). Variants name their build system object directly.
+A build system (one module under `build/systems/`) reads the checkout's build interface (Makefile targets
+and variables, `.bazelrc` configs, `ci/` scripts), picks how to build it with symbols, and turns
+`BuildInputs` into the command to run and where its output lands; a checkout of a shape it cannot drive is
+refused there, before anything runs. It also says how a secret rc file made just for the build reaches
+Bazel (a startup option, plus a read-only mount for a build container). Variants name their build system
+object directly.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Protocol
 
 from hookbuild.build.bazel import BazelOptions
 from hookbuild.command import Command
+from hookbuild.errors import UsageError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +29,13 @@ class BuildInputs:
     bazel: BazelOptions
     workdir: Path  # hookbuild's scratch space for this variant
     symbols: bool = True  # False: the stripped release build
+    image: str | None = None  # the build image (istio IMG, Envoy IMAGE_NAME:IMAGE_ID, cilium's builder)
+    container_options: tuple[str, ...] = ()  # extra `docker run` options for a container hookbuild runs
+    secret_rc: bool = False  # a secret rc file (remote headers) must reach Bazel
+
+
+class CheckoutShapeError(UsageError):
+    """A checkout whose build interface hookbuild cannot drive: says what it found and what is supported."""
 
 
 def with_env(command: Command, **env: str) -> Command:
@@ -40,6 +51,19 @@ class BuildSpec:
     envoy_path: str = "/envoy"  # where the build sees the Envoy checkout (the WORKSPACE edit points there)
     envoy_copy: Path | None = None  # build from a patched copy of Envoy made here (never the checkout)
     envoy_patches: tuple[Path, ...] = ()
+    keeps_symbols: bool = True  # the Bazel command this plan runs leaves the symbol table in the binary
+    strips_because: str = ""  # when it does not: which option strips
+    strategy: str = ""  # what was read from the checkout and how this build keeps symbols, for the plan
+    image: str | None = None  # the build image the build runs in (given, or the checkout's default)
+    notes: tuple[str, ...] = ()  # what the user should know about this checkout's build (one line each)
+    directories: tuple[Path, ...] = ()  # made before the build (bind-mount sources owned by the user)
+    links: tuple[tuple[Path, Path], ...] = ()  # (link, target) made before the build: paths without spaces
+    source_version: Path | None = None  # cilium: SOURCE_VERSION, written with the proxy commit first
+
+    @property
+    def output(self) -> Path:
+        """Where the binary (or the archive holding it) is after the build, through the output link."""
+        return self.output_link / self.output_name
 
     def describe_output(self) -> str:
         where = f"{self.output_link}/{self.output_name}"

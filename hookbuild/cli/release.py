@@ -31,6 +31,9 @@ if TYPE_CHECKING:
         "based-on": "istio-perf: the recorded release to build on, VARIANT@X.Y (default: newest working)",
         "package": "extra image package to install (repeatable; default: the record's packages)",
         "stripped": "cilium: ship the stripped release build; uprobe scripts use debug-build addresses",
+        "build-image": "image the build runs in: istio IMG, Envoy IMAGE_NAME:IMAGE_ID, cilium's builder "
+        "(config: istio_build_image, cilium_build_image, envoy_build_image; default: the checkout's own)",
+        "shape": "with --sample: the sample shaped like an older upstream (istio 1.13, cilium 1.33, envoy 2022)",
         "registry": "registry HOST[:PORT] to push to (config: registry)",
         "namespace": "registry namespace/user (config: namespace)",
         "versions-file": "the record to write (default: versions.toml)",
@@ -58,6 +61,8 @@ def release(
     based_on: str = "",
     package: list[str] | None = None,
     stripped: bool = False,
+    build_image: str = "",
+    shape: str = "",
     registry: str = "",
     namespace: str = "",
     versions_file: str = "",
@@ -93,6 +98,8 @@ def release(
         based_on=based_on or None,
         packages=tuple(package) if package else None,
         stripped=stripped,
+        build_image=build_image or None,
+        sample_shape=shape or None,
         allow_dirty=allow_dirty,
         force=force,
         no_sign=no_sign,
@@ -102,7 +109,9 @@ def release(
     if dry_run:
         lines = steps(plan)
         if json:
-            print_json({"variant": plan.variant.name, "version": str(plan.version), "steps": lines})
+            from hookbuild.release.dryrun import plan_json
+
+            print_json(plan_json(plan))
         else:
             print(f"release {plan.ref} (dry run, nothing changed):")
             for number, step in enumerate(lines, 1):

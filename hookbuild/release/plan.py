@@ -177,6 +177,14 @@ def _check_request(request: Request, settings: Settings) -> None:
         raise UsageError(f"--stripped is not offered by variant {variant.name}", hint="drop --stripped")
     if request.sample and (request.envoy or request.proxy):
         raise UsageError("--sample builds the bundled sources", hint="drop --envoy/--proxy, or drop --sample")
+    if request.sample_shape is not None and request.sample_shape not in variant.sample_shapes:
+        offered = ", ".join(variant.sample_shapes) or "none"
+        raise UsageError(
+            f"variant {variant.name} has no sample shaped like {request.sample_shape!r}",
+            hint=f"choose one of: {offered} (or drop --shape for the newest shape)",
+        )
+    if request.sample_shape is not None and not request.sample:
+        raise UsageError("--shape picks one of the bundled samples", hint="add --sample")
     if variant.builds_on and (request.envoy or request.proxy):
         raise UsageError(
             f"{variant.name} builds on a recorded release, not on checkouts",
@@ -195,12 +203,13 @@ def _checkouts(request: Request, settings: Settings) -> tuple[Path, Path | None]
     if request.sample:
         from hookbuild.build.sources import materialize_sample
 
-        src, examples = settings.dist / "sample" / "src" / variant.name, settings.root / "examples"
-        envoy = materialize_sample(examples / variant.samples["envoy"], src / "envoy")
+        shape = request.sample_shape
+        samples = variant.sample_shapes[shape] if shape else variant.samples
+        src = settings.dist / "sample" / "src" / (f"{variant.name}-{shape}" if shape else variant.name)
+        examples = settings.root / "examples"
+        envoy = materialize_sample(examples / samples["envoy"], src / "envoy")
         proxy = (
-            materialize_sample(examples / variant.samples["proxy"], src / "proxy")
-            if variant.needs_proxy
-            else None
+            materialize_sample(examples / samples["proxy"], src / "proxy") if variant.needs_proxy else None
         )
         return envoy, proxy
     envoy = _required_path(request.envoy or settings.envoy, "envoy")
@@ -228,10 +237,40 @@ def _build_specs(
                 bazel=bazel,
                 workdir=_workdir(variant, envoy),
                 symbols=symbols,
+                image=build_image(request, settings),
+                container_options=variant.sample_container_options if request.sample else (),
+                secret_rc=bool(remote_headers()),
             )
         )
 
-    return spec(symbols=not request.stripped), spec(symbols=True) if request.stripped else None
+    build = spec(symbols=not request.stripped)
+    debug = spec(symbols=True) if request.stripped else None
+    traced = debug or build  # the build whose symbols the scripts are made from
+    if not traced.keeps_symbols:
+        raise UsageError(
+            f"the {variant.name} build of {proxy or envoy} would strip the binary ({traced.strips_because}): "
+            "its hookpoints could not be traced",
+            hint="drop the stripping Bazel option (bazel_configs, BAZEL flags) or use a checkout hookbuild "
+            "knows how to build with symbols (docs/compatibility.md)",
+        )
+    return build, debug
+
+
+def build_image(request: Request, settings: Settings) -> str | None:
+    """The build image: --build-image, else the variant's setting, else the samples' own, else upstream's."""
+    variant = request.variant
+    configured = getattr(settings, variant.build_image_setting) if variant.build_image_setting else None
+    sample = variant.sample_build_image if request.sample else None
+    image = request.build_image or configured or sample
+    if image is not None:
+        try:
+            ImageRef.parse_any(image)
+        except UsageError:
+            raise UsageError(
+                f"invalid build image {image!r}",
+                hint="write [REGISTRY/]NAME:TAG, e.g. gcr.io/istio-testing/x:1",
+            ) from None
+    return image
 
 
 def _workdir(variant: Variant, envoy: Path) -> Path:

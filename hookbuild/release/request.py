@@ -31,3 +31,5 @@ class Request:
     repair: bool = False  # a retry whose tag moved points it back at the recorded digest
     stripped: bool = False  # ship the stripped release build; uprobes use a debug build's addresses
     no_sign: bool = False  # skip the SBOM and signed provenance; the release is recorded as unsigned
+    build_image: str | None = None  # the build's image (else the variant's setting, else upstream's)
+    sample_shape: str | None = None  # with sample: the bundled sample shaped like an older upstream

@@ -16,4 +16,11 @@ VARIANT = Variant(
     symbols_config="release_debug",
     can_strip=True,
     samples={"envoy": "envoy", "proxy": "cilium-proxy"},
+    sample_shapes={"1.33": {"envoy": "envoy", "proxy": "cilium-proxy-1.33"}},  # DEBUG only, no RELEASE_DEBUG
+    build_image_setting="cilium_build_image",
+    sample_build_image="hookbuild-sample/envoy-build:sample",
+    # The sample builder is busybox: the host toolchain (bash, make, bazel, java, g++) comes in read-only.
+    sample_container_options=tuple(
+        word for path in ("/usr", "/lib", "/lib64", "/bin", "/etc") for word in ("-v", f"{path}:{path}:ro")
+    ),
 )

@@ -16,4 +16,7 @@ VARIANT = Variant(
     symbols_config=None,  # release.server_only ships dbg/envoy with symbols beside the stripped one
     needs_proxy=False,
     samples={"envoy": "envoy"},
+    sample_shapes={"2022": {"envoy": "envoy-2022"}},  # bazel.release.server_only, no arch dir, no bundle
+    build_image_setting="envoy_build_image",
+    sample_build_image="hookbuild-sample/envoy-build:sample",
 )

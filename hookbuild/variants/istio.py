@@ -15,4 +15,9 @@ VARIANT = Variant(
     target="build_envoy",
     symbols_config="release-symbol",
     samples={"envoy": "envoy", "proxy": "proxy"},
+    sample_shapes={
+        "1.13": {"envoy": "envoy", "proxy": "proxy-1.13"}
+    },  # //src/envoy:envoy, unanchored blocklist
+    build_image_setting="istio_build_image",
+    sample_build_image="hookbuild-sample/build-tools-proxy:sample",
 )

@@ -22,6 +22,12 @@ class Variant:
     needs_proxy: bool = True
     can_strip: bool = False  # offers a stripped release traced through a debug build's addresses
     samples: dict[str, str] = field(default_factory=dict)  # role -> folder under examples/
+    sample_shapes: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # older upstream shapes: name -> samples
+    build_image_setting: str | None = None  # the Settings field naming this variant's build image
+    sample_build_image: str | None = None  # the locally made build image the samples build in
+    sample_container_options: tuple[str, ...] = ()  # `docker run` options of the samples' build container
     builds_on: str | None = None  # a variant whose recorded release image this one is built FROM
     sample_packages: tuple[str, ...] = ()  # the image packages of a sample release (Debian names)
     context_files: tuple[str, ...] = ()  # extra files from dockerfiles/ the Dockerfile COPYs
