@@ -115,6 +115,8 @@ def blocked(blocklist: str, line: str) -> bool:
 
 def _default_image(setup: str, overrides: str) -> str | None:
     """IMG as the checkout would resolve it without hookbuild's setting (shown in the plan)."""
+    if overridden := re.search(r"^IMG\s*\??=\s*(\S+)", overrides, re.M):  # no upstream branch sets it
+        return overridden.group(1)
     found = re.search(r'IMG="\$\{IMG:-(.*?)\}"', setup)
     if found is None:
         return None
