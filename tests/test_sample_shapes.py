@@ -12,7 +12,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import run_invoke
+from conftest import run_process
 
 from hookbuild.binary import symbols
 from hookbuild.build import outputs
@@ -49,11 +49,11 @@ def test_older_shape_sample_releases_end_to_end(
 ) -> None:
     env = {"HOOKBUILD_DIST": str(tmp_path / "dist"), "HOOKBUILD_NAMESPACE": registry_namespace}
     args = ("release", "--sample", "--variant", variant, "--shape", shape, "--version", "3.1", "--json")
-    planned = run_invoke(*args, "--dry-run", env=env)
+    planned = run_process(*args, "--dry-run", env=env)
     assert planned.returncode == 0, planned.stderr
     (build,) = json.loads(planned.stdout)["builds"]
     assert build["output"].endswith(output) and build["keeps_symbols"] is True
-    ran = run_invoke(*args, env=env)
+    ran = run_process(*args, env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads(ran.stdout)
     assert result["image"] == f"127.0.0.1:5000/{registry_namespace}/{result['image'].split('/')[-1]}"

@@ -13,6 +13,7 @@ from hookbuild.config import Settings
 from hookbuild.variants import choices
 
 if TYPE_CHECKING:
+    from hookbuild.release.plan import Plan
     from hookbuild.release.result import Result
 
 
@@ -80,7 +81,6 @@ def release(
     from hookbuild.errors import UsageError
     from hookbuild.release import plan as planning
     from hookbuild.release.request import EnvoyMode, Request
-    from hookbuild.release.stages import steps
     from hookbuild.version import Version
 
     try:
@@ -107,15 +107,7 @@ def release(
     )
     plan = planning.plan(request, settings)
     if dry_run:
-        lines = steps(plan)
-        if json:
-            from hookbuild.release.dryrun import plan_json
-
-            print_json(plan_json(plan))
-        else:
-            print(f"release {plan.ref} (dry run, nothing changed):")
-            for number, step in enumerate(lines, 1):
-                print(f"  {number}. {step}")
+        _print_plan(plan, as_json=json)
         return
     from hookbuild.release.execute import execute
 
@@ -124,6 +116,20 @@ def release(
         print_json(result.as_json())
     else:
         _print_release(result)
+
+
+def _print_plan(plan: Plan, *, as_json: bool) -> None:
+    """The dry run: the plan's steps (one line each), or the plan as one JSON object."""
+    if as_json:
+        from hookbuild.release.dryrun import plan_json
+
+        print_json(plan_json(plan))
+        return
+    from hookbuild.release.stages import steps
+
+    print(f"release {plan.ref} (dry run, nothing changed):")
+    for number, step in enumerate(steps(plan), 1):
+        print(f"  {number}. {step}")
 
 
 def _print_release(result: Result) -> None:
