@@ -79,7 +79,10 @@ def test_plan_of_the_sample_is_complete_and_changes_nothing(tmp_path: Path) -> N
     )
     described = "\n".join(steps(release_plan))
     assert "make build_envoy BUILD_WITH_CONTAINER=1" in described
-    assert "BAZEL_CONFIG_REL=--config=release-symbol" in described
+    assert (
+        "BAZEL_CONFIG_REL='$(BAZEL_CONFIG) --config=release-symbol'" in described
+    )  # the checkout's, swapped
+    assert "build_envoy -> //:envoy" in described and "keeps symbols" in described
     assert f"{REGISTRY}/hookbuild/istio-proxy:12.1" in described
     assert 'http_archive(name = "envoy") -> local_repository(path = "/envoy")' in described
     assert release_plan.versions_file == tmp_path / "sample" / "versions.toml"

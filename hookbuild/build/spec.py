@@ -65,6 +65,30 @@ class BuildSpec:
         """Where the binary (or the archive holding it) is after the build, through the output link."""
         return self.output_link / self.output_name
 
+    def explain(self) -> str:
+        """How this build was chosen, what it keeps and where it runs, for the plan (one line)."""
+        symbols = "keeps symbols" if self.keeps_symbols else f"strips: {self.strips_because}"
+        parts = [self.strategy, symbols, *([f"in {self.image}"] if self.image else [])]
+        parts += [f"links {link} -> {target} first (a path without spaces)" for link, target in self.links]
+        if self.source_version:
+            parts.append(
+                f"writes the proxy commit to {self.source_version} first (Makefile.docker's job upstream)"
+            )
+        return "; ".join([*parts, *(f"note: {note}" for note in self.notes)])
+
+    def prepare(self, *, proxy_commit: str | None) -> None:
+        """What must exist before the command runs: mount sources, space-free links, SOURCE_VERSION."""
+        from hookbuild import fsutil
+
+        for directory in self.directories:  # made by us: the Docker engine would make them root's
+            directory.mkdir(parents=True, exist_ok=True)
+        for link, target in self.links:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(target, target_is_directory=True)
+        if self.source_version is not None and proxy_commit:
+            fsutil.atomic_write(self.source_version, proxy_commit + "\n", mode=0o644)
+
     def describe_output(self) -> str:
         where = f"{self.output_link}/{self.output_name}"
         return f"{where}!{self.archive_member}" if self.archive_member else where

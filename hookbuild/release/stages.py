@@ -169,32 +169,19 @@ def _workspace(run: Run) -> None:
 
 def _describe_build(spec: BuildSpec, binary: Path, build_log: Path, label: str) -> list[str]:
     command = f"(cd {spec.command.cwd} && {spec.command.display()})"
-    symbols = "keeps symbols" if spec.keeps_symbols else f"strips ({spec.strips_because})"
-    image = f" in {spec.image}" if spec.image else ""
-    lines = [f"{label}: {command}, log {build_log}", f"  how: {spec.strategy}; {symbols}{image}"]
-    if spec.source_version:
-        lines.append(
-            f"  first: write the proxy commit to {spec.source_version} (Makefile.docker's job upstream)"
-        )
-    lines += [f"  first: link {link} -> {target} (a path without spaces)" for link, target in spec.links]
-    lines += [f"  note: {note}" for note in spec.notes]
-    return [*lines, f"locate: {spec.describe_output()} -> {binary}"]
+    return [
+        f"{label}: {command}, log {build_log} [{spec.explain()}]",
+        f"locate: {spec.describe_output()} -> {binary}",
+    ]
 
 
 def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str) -> None:
-    from hookbuild import command, fsutil
+    from hookbuild import command
     from hookbuild.build import bazel, outputs
 
     system = run.plan.variant.build_system
     assert system is not None and run.origin is not None
-    for directory in spec.directories:  # made by us, not by the Docker engine (which would make them root's)
-        directory.mkdir(parents=True, exist_ok=True)
-    for link, target in spec.links:
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(target, target_is_directory=True)
-    if spec.source_version is not None:
-        fsutil.atomic_write(spec.source_version, run.origin.commits["proxy"] + "\n", mode=0o644)
+    spec.prepare(proxy_commit=run.origin.commits.get("proxy"))
     with bazel.secret_bazelrc(bazel.remote_headers()) as rc:
         build = system.with_bazelrc(spec.command, rc) if rc else spec.command
         try:  # a failed build has its own exit code: CI tells a broken build from a broken push

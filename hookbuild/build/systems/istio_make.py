@@ -10,6 +10,7 @@ through CONDITIONAL_HOST_MOUNTS (run.sh only appends to it).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ _INTO_CONTAINER = (
     "BAZEL_STARTUP_ARGS",
 )  # what Makefile.core.mk reads
 _RELEASE = "--config=release"
+CACHE_MOUNT = "/home/.cache"  # run.sh mounts the `cache` volume here on every branch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +135,11 @@ def _default_image(setup: str, overrides: str) -> str | None:
     return None if "${" in image else image
 
 
+def output_root(proxy: Path) -> str:
+    """Bazel's output root for this checkout, inside the build container's `cache` volume."""
+    return f"{CACHE_MOUNT}/bazel/hookbuild-{hashlib.sha256(str(proxy).encode()).hexdigest()[:12]}"
+
+
 def spaceless(path: Path, link: Path) -> tuple[Path, tuple[tuple[Path, Path], ...]]:
     """`path`, or a link to it without whitespace: the Makefile's `$(shell pwd)` and run.sh's mounts split."""
     if not any(char.isspace() for char in str(path)):
@@ -159,6 +166,9 @@ class IstioMake:
         env = {"CONDITIONAL_HOST_MOUNTS": f"--volume {envoy}:{ENVOY_MOUNT} "}
         if proxy_link:  # run from the link: `pwd` (MOUNT_SOURCE, setup_env.sh's path) answers $PWD
             env["PWD"] = str(proxy)
+        # Every checkout is /work in the container, so all would share one output base in the `cache` volume
+        # (and kill each other's Bazel server): each checkout gets its own output root there.
+        env["BAZEL_STARTUP_ARGS"] = f"--output_user_root={output_root(inputs.proxy)}"
         env["BAZEL_CONFIG_REL"] = shape.config_rel  # istio offers no stripped release: always symbols
         if build_args:
             env["BAZEL_BUILD_ARGS"] = shlex.join(build_args)
@@ -188,10 +198,11 @@ class IstioMake:
 
     def with_bazelrc(self, command: Command, rc: Path) -> Command:
         mounts = command.env.get("CONDITIONAL_HOST_MOUNTS", "")
+        startup = command.env.get("BAZEL_STARTUP_ARGS", "")
         return with_env(
             command,
             CONDITIONAL_HOST_MOUNTS=f"{mounts}--volume {rc.parent}:{SECRET_RC_MOUNT}:ro ",
-            BAZEL_STARTUP_ARGS=f"--bazelrc={SECRET_RC_MOUNT}/{rc.name}",
+            BAZEL_STARTUP_ARGS=f"{startup} --bazelrc={SECRET_RC_MOUNT}/{rc.name}".strip(),
         )
 
 
