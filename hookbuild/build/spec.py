@@ -65,6 +65,14 @@ class BuildSpec:
         """Where the binary (or the archive holding it) is after the build, through the output link."""
         return self.output_link / self.output_name
 
+    def describe(self, label: str, *, binary: Path, build_log: Path) -> list[str]:
+        """The plan's lines for this build: the command with how and why, then where the binary is found."""
+        command = f"(cd {self.command.cwd} && {self.command.display()})"
+        return [
+            f"{label}: {command}, log {build_log} [{self.explain()}]",
+            f"locate: {self.describe_output()} -> {binary}",
+        ]
+
     def explain(self) -> str:
         """How this build was chosen, what it keeps and where it runs, for the plan (one line)."""
         symbols = "keeps symbols" if self.keeps_symbols else f"strips: {self.strips_because}"

@@ -168,11 +168,7 @@ def _workspace(run: Run) -> None:
 
 
 def _describe_build(spec: BuildSpec, binary: Path, build_log: Path, label: str) -> list[str]:
-    command = f"(cd {spec.command.cwd} && {spec.command.display()})"
-    return [
-        f"{label}: {command}, log {build_log} [{spec.explain()}]",
-        f"locate: {spec.describe_output()} -> {binary}",
-    ]
+    return spec.describe(label, binary=binary, build_log=build_log)
 
 
 def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str) -> None:
