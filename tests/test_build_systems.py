@@ -285,3 +285,19 @@ def test_dry_run_json_has_the_plan_fields_and_masks_secrets(tmp_path: Path) -> N
     )
     build = only_build(plan)
     assert set(build) >= {"argv", "env", "cwd", "output", "keeps_symbols"}
+
+
+def test_istio_checkout_paths_with_spaces_build_through_links_and_selinux_is_noted(tmp_path: Path) -> None:
+    spaced = tmp_path / "mein proxy"
+    spaced.mkdir()
+    proxy, envoy = checkout(spaced, "proxy"), checkout(spaced, "envoy")
+    run_sh = proxy / "common" / "scripts" / "run.sh"
+    run_sh.write_text(run_sh.read_text() + "\nselinux_relabel() { :; }\n")  # master's relabelling helper
+    build = only_build(dry_run(tmp_path, "istio", "--proxy", str(proxy), "--envoy", str(envoy)))
+    env, cwd = build["env"], str(build["cwd"])
+    assert isinstance(env, dict) and " " not in cwd and env["PWD"] == cwd and cwd.endswith("/links/proxy")
+    assert " " not in env["CONDITIONAL_HOST_MOUNTS"].strip().replace("--volume ", "")
+    assert build["output"] == str(proxy / "bazel-bin" / "envoy")  # found through the checkout itself
+    assert env["BAZEL_STARTUP_ARGS"] == f"--output_user_root={istio_make.output_root(proxy)}"
+    notes = build["notes"]
+    assert isinstance(notes, list) and any("SELinux :z" in note for note in notes)
