@@ -124,6 +124,7 @@ def test_a_bump_is_planned_and_invisible_until_released(seed: Path) -> None:
     assert [item["ref"] for item in perf] == ["istio@12.0"] and perf[0]["claim"] == "by hand"
     listed = json.loads(run_invoke("versions", "-v", "istio", "--json", "--versions-file", str(seed)).stdout)
     assert listed[0]["ref"] == "istio@13.0" and listed[0]["status"] == "planned"
+    assert listed[0]["claims"]["perf"] == "to check"  # its release will check it in the built image
     second = run_invoke("bump", "-v", "istio", "--minor", "--summary", "more", "--versions-file", str(seed))
     assert second.returncode == 6 and "istio@13.0 is planned and not released yet" in second.stderr
     assert "--again" in second.stderr and record.load(seed).find("istio", "13.1") is None

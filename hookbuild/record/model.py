@@ -194,9 +194,12 @@ class Entry:
         return self.changes[-1].reason
 
     def claim(self, feature: str) -> str | None:
-        """How `feature` is known to hold: "verified" (its check passed before the push), "by hand", or None."""
+        """How `feature` is known to hold: "verified" (its check passed before the push), "by hand", "to check"
+        (a planned version: its release will check it), or None."""
         if feature not in self.features:
             return None
+        if self.status is Status.PLANNED:
+            return "to check"  # the release checks it in the built image
         checked = self.release.checked if self.release is not None else None
         return "verified" if checked is not None and feature in checked else "by hand"
 
