@@ -5,5 +5,7 @@ imported inside the tasks that need them, so queries stay fast.
 """
 
 from hookbuild.cli import namespace
+from hookbuild.cli.task import interrupt_before_tasks
 
+interrupt_before_tasks()
 ns = namespace()

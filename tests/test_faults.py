@@ -42,6 +42,7 @@ from fault_trials import (
 )
 
 from hookbuild import record
+from hookbuild.errors import ExitCode
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel, pytest.mark.slow]
 
@@ -293,7 +294,7 @@ def test_docker_engine_unreachable(sample: SampleRelease, docker_client: docker.
 def test_bazel_build_fails(sample: SampleRelease, docker_client: docker.DockerClient) -> None:
     since = time.time()
     ran = sample.run("102.3", env={"HOOKBUILD_BAZEL_CONFIGS": "hookbuild-no-such-config"})
-    assert ran.returncode == 1
+    assert ran.returncode == ExitCode.BUILD
     line = error_line(ran.stderr)
     assert "the build failed with exit status" in line and "build.log" in line, line
     assert "hookbuild-no-such-config" in line, line  # Bazel's own complaint is in the tail

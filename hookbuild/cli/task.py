@@ -69,6 +69,7 @@ def task(
             if any(kwargs.get(key) in ("-h", "--help") for key in (positional or wanted)):
                 _print_help(task_name)
                 return
+            _interrupt_inside_tasks()
             logs.setup(verbose=bool(kwargs.get("verbose")))
             with errors_to_exit(json=bool(kwargs.get("json"))):
                 overrides = {key: value for key, value in kwargs.items() if key in _SETTINGS}
@@ -112,3 +113,26 @@ class HookbuildTask(Task[Any]):
         if letter := self.short.get(name):
             opts["names"] = [*opts["names"], letter]
         return opts
+
+
+def interrupt_before_tasks() -> None:
+    """Until a task starts, Ctrl-C ends `invoke` at once with 130 (invoke itself would exit 1): nothing has
+    run yet, so there is nothing to undo. Inside a task, Ctrl-C is a KeyboardInterrupt that cleans up."""
+    import os
+    import signal
+    import threading
+
+    def stop(signum: int, frame: object) -> None:
+        os.write(2, b"error: interrupted\n")
+        os._exit(INTERRUPTED)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, stop)
+
+
+def _interrupt_inside_tasks() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
