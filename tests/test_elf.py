@@ -11,7 +11,7 @@ from elf_samples import Samples, build_call_graph, call_sites_brute_force, load_
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hookbuild.binary import calls, elf, lookup
+from hookbuild.binary import calls, elf, lookup, symbols
 from hookbuild.errors import SymbolError
 
 
@@ -180,3 +180,13 @@ def test_fuzz_damaged_files_raise_only_symbol_error(
         _read_all(path)
     except SymbolError as exc:
         assert exc.line()
+
+
+def test_every_short_prefix_of_an_elf_is_one_symbol_error(samples: Samples, tmp_path: Path) -> None:
+    """Found by the fuzz test: a file cut just after the magic read past its end."""
+    data = samples.gcc.read_bytes()
+    for size in range(0, 80):
+        cut = tmp_path / f"cut{size}"
+        cut.write_bytes(data[:size])
+        with pytest.raises(SymbolError):
+            symbols.read_binary(cut)

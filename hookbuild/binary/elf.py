@@ -246,6 +246,8 @@ def _header(path: Path, data: mmap.mmap) -> Header:
             f"{path}: not an ELF file (starts with {ident[:4]!r})",
             hint="pass the Envoy binary itself, not an archive, script or image",
         )
+    if size < 6:  # the magic and nothing after it: no class, no byte order
+        raise SymbolError(f"{path}: truncated ELF file ({size} bytes, shorter than the ELF header)")
     if ident[4] == 1:
         raise SymbolError(
             f"{path}: 32-bit ELF; hookbuild reads 64-bit binaries (x86-64, aarch64) only",
