@@ -110,9 +110,10 @@ def test_the_registry_holds_a_signed_attestation_and_an_sbom(released: Released)
     definition = statement["predicate"]["buildDefinition"]
     assert definition["externalParameters"]["variant"] == "istio"
     assert any("make build_envoy" in c for c in definition["internalParameters"]["buildCommands"])
-    assert {d["digest"].get("gitCommit") for d in definition["resolvedDependencies"]} >= {
-        release.envoy_commit
-    }
+    dependencies = definition["resolvedDependencies"]
+    assert {d["digest"].get("gitCommit") for d in dependencies} >= {release.envoy_commit}
+    # the image the build ran in, seen while it ran (istio's build container, chosen by the checkout)
+    assert "docker-image://hookbuild-sample/build-tools-proxy:sample" in [d["uri"] for d in dependencies]
     components = json.loads(bom)["components"]
     envoy = next(c for c in components if c["name"] == "envoy")
     assert envoy["hashes"] == [{"alg": "SHA-256", "content": release.binary_sha256}]

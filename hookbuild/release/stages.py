@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from hookbuild.binary.symbols import BinaryInfo
     from hookbuild.build.spec import BuildSpec
     from hookbuild.supply.oci import Registry
-    from hookbuild.supply.stage import Signed
+    from hookbuild.supply.stage import BuildImage, Signed
 
 log = logging.getLogger("hookbuild")
 
@@ -60,10 +60,9 @@ class Run:
     image_id: str | None = None
     digest: str | None = None
     started: datetime | None = None
-    connect: Callable[[str], Registry] | None = (
-        None  # registry HTTP clients for the sign stage (default: real)
-    )
+    connect: Callable[[str], Registry] | None = None  # registry clients for the sign stage (default: real)
     signed: Signed | None = None  # what the sign stage attached; None for --no-sign
+    build_images: list[BuildImage] = field(default_factory=list)  # seen running the build (supply.builder)
     verdict: features.Verdict | None = None  # the features' checks in the built image
     recorded: bool = False
 
@@ -174,11 +173,13 @@ def _describe_build(spec: BuildSpec, binary: Path, build_log: Path, label: str) 
 def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str) -> None:
     from hookbuild import command
     from hookbuild.build import bazel, outputs
+    from hookbuild.supply import builder
 
     system = run.plan.variant.build_system
     assert system is not None and run.origin is not None
     spec.prepare(proxy_commit=run.origin.commits.get("proxy"))
-    with bazel.secret_bazelrc(bazel.remote_headers()) as rc:
+    checkouts = (run.plan.proxy, run.plan.envoy, spec.envoy_copy)  # what a build container mounts
+    with bazel.secret_bazelrc(bazel.remote_headers()) as rc, builder.watching(checkouts) as images:
         build = system.with_bazelrc(spec.command, rc) if rc else spec.command
         try:  # a failed build has its own exit code: CI tells a broken build from a broken push
             command.run(
@@ -186,6 +187,7 @@ def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str)
             )
         except CommandFailed as exc:
             raise BuildFailed(exc.message, hint=exc.hint) from None
+    run.build_images += images  # the containers the build ran in, for the provenance
     with run.timed("locate"):
         built = outputs.resolve_link(spec.output_link, client=run.docker) / spec.output_name
         if spec.archive_member:

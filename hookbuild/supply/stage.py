@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 from hookbuild.errors import SupplyError
 from hookbuild.supply import attach, provenance, sbom, signing
 from hookbuild.supply.attach import Kind
+from hookbuild.supply.builder import BuildImage
+
+__all__ = ["BuildImage", "Signed", "build_facts", "describe", "run"]
 
 if TYPE_CHECKING:
     import docker
@@ -110,6 +113,15 @@ def build_facts(run: Run) -> provenance.BuildFacts:
         for name, digest in _patches(plan)
     ]
     dependencies.append(_image_dependency(run.docker, plan.base_image, "base image"))
+    dependencies += [
+        provenance.Dependency(
+            name="build image (local image ID)",
+            uri=f"docker-image://{image.name}",
+            digest={"sha256": image.image_id.removeprefix("sha256:")},
+        )
+        for image in run.build_images
+        if image.image_id.startswith("sha256:")
+    ]
     dependencies.append(
         provenance.Dependency(
             name="dockerfile",
