@@ -672,12 +672,14 @@ def _prepare(case: Case, work: Path, samples: Samples) -> dict[str, str]:
             _git_repo(_proxy_copy(path, None if arg == "none" else arg.removeprefix("data:")))
         elif kind == "dangling":
             # A proxy whose build "succeeds" and leaves bazel-bin dangling, as a containerised Bazel does.
+            # The checkout's interface is istio's own (the plan reads it); only the build container's
+            # entry point is a stand-in that leaves the link.
             _proxy_copy(path, "examples")
-            (path / "Makefile").write_text(f"build_envoy:\n\tln -sfn {arg} bazel-bin\n")
+            run_sh = path / "common" / "scripts" / "run.sh"
+            run_sh.write_text(f"#!/bin/sh\nln -sfn {arg} bazel-bin\n")
+            run_sh.chmod(0o755)
             _git_repo(path)
-            if arg.startswith(
-                "/home/.cache/"
-            ):  # the volume a real containerised build leaves, whatever ran before
+            if arg.startswith("/home/.cache/"):  # the volume a real containerised build leaves
                 import docker
 
                 docker.from_env().volumes.create("cache")
