@@ -1,6 +1,6 @@
 """hookbuild's tasks: thin wrappers over the `hookbuild` library, one module per room. Run `invoke --list`.
 
-The collection is composed in `hookbuild.cli.namespace()`; heavy modules (docker, git, pyelftools) are
+The collection is composed in `hookbuild.cli.namespace()`; heavy modules (docker, git, numpy, tomlkit) are
 imported inside the tasks that need them, so queries stay fast.
 """
 

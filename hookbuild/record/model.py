@@ -1,7 +1,7 @@
 """The version record (versions.toml) as data: frozen entries with their queries, validated once on load.
 
 Reading uses only the standard library (tomllib), so queries stay fast; edits live in `record.edit`
-(tomlkit), validation and loading in `record.schema`. Never imports docker, git or pyelftools.
+(tomlkit), validation and loading in `record.schema`. Never imports docker, git or numpy.
 
 Schema (see the header of versions.toml): `[variants.NAME]` declares a variant; each variant's versions are
 an array of tables `[[NAME]]`, one per version, with an optional `[NAME.release]` sub-table holding the
