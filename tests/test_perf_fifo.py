@@ -234,8 +234,9 @@ def test_helper_stops_perf_when_envoy_exits(docker_client: Any, perf_image: dict
         _exec(container, ["sh", "-c", helper], detach=True)
         _wait_for(lambda: _exec(container, ["test", "-p", FIFO])[0] == 0, 10, "the helper's FIFO")
         envoy = (
-            f"echo $$ >/tmp/envoy.pid; exec /usr/local/bin/envoy --perf-fifo {FIFO} --interval-ms 300 "
-            "--parse-work-us 600000 --print-every 1"
+            # 3 s windows: the kill must land inside one even when each exec here takes a while.
+            f"echo $$ >/tmp/envoy.pid; exec /usr/local/bin/envoy --perf-fifo {FIFO} --interval-ms 1500 "
+            "--parse-work-us 3000000 --print-every 1"
         )
         _exec(container, ["sh", "-c", envoy], detach=True)
 
@@ -244,6 +245,7 @@ def test_helper_stops_perf_when_envoy_exits(docker_client: Any, perf_image: dict
             return log.count("recording pid") >= 2 and log.count("recording pid") > log.count("stopped perf")
 
         _wait_for(window_open, 20, "Envoy inside its second parse window")
+        time.sleep(1.0)  # a second into the 3 s window: the recording then holds samples of the parse work
         code, out = _exec(container, ["sh", "-c", "kill -KILL $(cat /tmp/envoy.pid)"])
         assert code == 0, out
         _wait_for(lambda: _helper_gone(container), 10, "the helper to exit at EOF")
