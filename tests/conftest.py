@@ -148,3 +148,11 @@ def registry_namespace() -> str:
 def run_process(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 900) -> Ran:
     """`invoke ARGS` as a real process (system tests: releases, signals, secrets in /proc, invoke.yaml)."""
     return run_invoke(*args, cwd=cwd, env=env, timeout=timeout, process=True)
+
+
+def registry_auth() -> dict[str, str]:
+    """The local registry's credentials, as scripts/setup.sh made them."""
+    password = Path("/etc/hookbuild/registry-password")
+    if not password.is_file():
+        pytest.fail("no local registry credentials; run scripts/setup.sh")
+    return {"username": "hookbuild", "password": password.read_text().strip()}

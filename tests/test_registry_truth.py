@@ -16,7 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import run_invoke
+from conftest import registry_auth, run_invoke
 
 from hookbuild import config, record, variants
 from hookbuild.errors import ExitCode
@@ -31,13 +31,6 @@ from hookbuild.version import Version
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
 REGISTRY = "127.0.0.1:5000"
-
-
-def registry_auth() -> dict[str, str]:
-    password = Path("/etc/hookbuild/registry-password")
-    if not password.is_file():
-        pytest.fail("no local registry credentials; run scripts/setup.sh")
-    return {"username": "hookbuild", "password": password.read_text().strip()}
 
 
 def push(client: docker.DockerClient, ref: ImageRef, label: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import git
 import pytest
-from conftest import NAMESPACE, ROOT, Ran, run_invoke, run_process, signing_env
+from conftest import NAMESPACE, ROOT, Ran, registry_auth, run_invoke, run_process, signing_env
 
 from hookbuild import config, variants
 from hookbuild.binary import symbols
@@ -25,13 +25,6 @@ from hookbuild.version import Version
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
 REGISTRY = "127.0.0.1:5000"
-
-
-def registry_auth() -> dict[str, str]:
-    password = Path("/etc/hookbuild/registry-password")
-    if not password.is_file():
-        pytest.fail("no local registry credentials; run scripts/setup.sh")
-    return {"username": "hookbuild", "password": password.read_text().strip()}
 
 
 def sample_repo(tmp_path: Path, name: str) -> Path:

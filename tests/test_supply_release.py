@@ -16,7 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import ROOT, Ran, make_signing_key, run_invoke
+from conftest import ROOT, Ran, make_signing_key, registry_auth, run_invoke
 
 from hookbuild import config, record, variants
 from hookbuild.errors import SupplyError
@@ -31,13 +31,6 @@ from hookbuild.supply.oci import Registry
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
 PROMOTE_REGISTRY = "127.0.0.1:5001"
-
-
-def registry_auth() -> dict[str, str]:
-    password = Path("/etc/hookbuild/registry-password")
-    if not password.is_file():
-        pytest.fail("no local registry credentials; run scripts/setup.sh")
-    return {"username": "hookbuild", "password": password.read_text().strip()}
 
 
 @dataclass(frozen=True)
