@@ -45,7 +45,7 @@ LABEL=io.hookbuild.inputs
 PACKAGES=(
     docker.io docker-registry bazel-bootstrap bpftrace busybox-static lld
     apache2-utils nginx-light libnginx-mod-http-dav-ext linux-perf binutils g++
-    git curl zstd make python3 python3-venv debootstrap openssl chromium
+    git curl zstd make python3 python3-venv debootstrap openssl chromium g++-aarch64-linux-gnu
 )
 
 SUMMARY=()

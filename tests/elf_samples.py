@@ -162,10 +162,12 @@ def call_graph_source(functions: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_call_graph(dest: Path, functions: int = 4000) -> Path:
+def build_call_graph(dest: Path, functions: int = 4000, compiler: str = "g++") -> Path:
     """g++ -O2 build of `call_graph_source`: thousands of hookpoints, some called, some not."""
+    if shutil.which(compiler) is None:
+        pytest.fail(f"{compiler} not found; run scripts/setup.sh")
     (dest / "graph.cc").write_text(call_graph_source(functions))
-    _run("g++", "-O2", "-fno-inline", "-fno-ipa-icf", "-o", "graph", "graph.cc", cwd=dest)
+    _run(compiler, "-O2", "-fno-inline", "-fno-ipa-icf", "-o", "graph", "graph.cc", cwd=dest)
     return dest / "graph"
 
 
@@ -187,3 +189,11 @@ def call_sites_brute_force(binary: Path) -> set[int]:
                 (rel,) = struct.unpack_from("<i", data, offset_i + p + 1)
                 targets.add(addr_i + p + 5 + rel)
     return targets
+
+
+def objdump_branch_targets(binary: Path, objdump: str = "aarch64-linux-gnu-objdump") -> set[int]:
+    """An independent oracle for aarch64: every `bl`/`b` target in a real disassembly of the code."""
+    out = subprocess.run(
+        [objdump, "-d", "--no-show-raw-insn", str(binary)], check=True, capture_output=True, text=True
+    ).stdout
+    return {int(m[1], 16) for m in re.finditer(r"^\s*[0-9a-f]+:\s+bl?\s+([0-9a-f]+) <", out, re.M)}

@@ -7,7 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from elf_samples import Samples, build_call_graph, call_sites_brute_force, load_segments, nm_hookpoints
+from elf_samples import (
+    Samples,
+    build_call_graph,
+    call_sites_brute_force,
+    load_segments,
+    nm_hookpoints,
+    objdump_branch_targets,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,6 +111,28 @@ def test_called_flags_equal_brute_force(
             found = calls.called(image, targets, **method)
         assert found == targets & brute, binary.name
         assert targets - brute, "some hookpoint must be uncalled, or the comparison proves little"
+    assert len(found) > 100 and len(targets - found) > 100
+
+
+@pytest.fixture(scope="module")
+def arm64_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same call graph built for aarch64 by the cross g++ (Istio and Envoy ship arm64 images)."""
+    return build_call_graph(
+        tmp_path_factory.mktemp("arm64"), functions=1500, compiler="aarch64-linux-gnu-g++"
+    )
+
+
+@pytest.mark.parametrize("method", METHODS, ids=["nearby", "pass-bitmap", "pass-search", "default"])
+def test_arm64_called_flags_equal_objdump(
+    arm64_graph: Path, method: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(calls, "CHUNK", 4093)  # chunk edges at odd offsets: sites must stay word-aligned
+    with elf.open_image(arm64_graph) as image:
+        assert image.machine == "aarch64"
+        targets = {s.value for s in lookup.functions(image, "hookpointGen")}
+        found = calls.called(image, targets, **method)
+    assert len(targets) == 1500
+    assert found == targets & objdump_branch_targets(arm64_graph)
     assert len(found) > 100 and len(targets - found) > 100
 
 
