@@ -20,6 +20,7 @@ from hookbuild.images.reference import ImageRef
 
 if TYPE_CHECKING:
     import docker
+    from docker.models.images import Image
 
 log = logging.getLogger("hookbuild")
 
@@ -94,18 +95,19 @@ def build(
     return image_id
 
 
-def ensure(client: docker.DockerClient, reference: str, *, auth: Mapping[str, str] | None, hint: str) -> None:
-    """Make sure the engine has `reference`: present already, or pulled (with credentials for its registry)."""
+def ensure(
+    client: docker.DockerClient, reference: str, *, auth: Mapping[str, str] | None, hint: str
+) -> Image:
+    """The engine's image `reference`: present already, or pulled (with credentials for its registry)."""
     import docker.errors
 
     try:
-        client.images.get(reference)
-        return
+        return client.images.get(reference)
     except docker.errors.ImageNotFound:
         pass
     log.info("pulling %s", reference)
     try:
-        client.images.pull(reference, auth_config=dict(auth) if auth else None)
+        return client.images.pull(reference, auth_config=dict(auth) if auth else None)
     except docker.errors.APIError as exc:
         raise ImageError(
             f"image {reference} is neither on the Docker engine nor pullable: "
@@ -190,8 +192,7 @@ def tagged(
     client: docker.DockerClient, image_id: str, ref: ImageRef, *, keep: Callable[[], bool]
 ) -> Iterator[None]:
     """Tag the image for the push; the tag is removed again unless `keep()` says the release landed."""
-    image = client.images.get(image_id)
-    image.tag(ref.name, ref.tag)
+    client.api.tag(image_id, ref.name, ref.tag)
     try:
         yield
     finally:

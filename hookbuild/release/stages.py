@@ -31,11 +31,15 @@ from hookbuild.release.plan import Plan
 from hookbuild.supply import stage as supply_stage
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import docker
+    from docker.models.images import Image
 
     from hookbuild.binary.symbols import BinaryInfo
     from hookbuild.build.spec import BuildSpec
     from hookbuild.supply.oci import Registry
+    from hookbuild.supply.sbom import ImageContents
     from hookbuild.supply.stage import BuildImage, Signed
 
 log = logging.getLogger("hookbuild")
@@ -49,6 +53,7 @@ class Run:
     now: Callable[[], datetime]
     stack: ExitStack  # closed when the run ends, whatever happens: edits restored, temporary tags removed
     client: docker.DockerClient | None = None
+    base: Image | None = None  # the base image on the engine, as the base image stage found it
     durations: dict[str, float] = field(default_factory=dict)
     origin: Origin | None = None
     key: str | None = None
@@ -61,6 +66,7 @@ class Run:
     digest: str | None = None
     started: datetime | None = None
     connect: Callable[[str], Registry] | None = None  # registry clients for the sign stage (default: real)
+    contents: Future[ImageContents] | None = None  # the image's packages for the SBOM, read beside the push
     signed: Signed | None = None  # what the sign stage attached; None for --no-sign
     build_images: list[BuildImage] = field(default_factory=list)  # seen running the build (supply.builder)
     verdict: features.Verdict | None = None  # the features' checks in the built image
@@ -128,7 +134,7 @@ def _base_image(run: Run) -> None:
         if plan.sample
         else f"pull or build {plan.base_image} on the engine, or pass --base-image"
     )
-    engine.ensure(run.docker, plan.base_image, auth=auth, hint=hint)
+    run.base = engine.ensure(run.docker, plan.base_image, auth=auth, hint=hint)
 
 
 def _builds(plan: Plan) -> bool:
@@ -343,6 +349,9 @@ def _push(run: Run) -> None:
     assert run.image_id is not None
     # The local tag stays only if the release lands (is recorded); the run's stack removes it otherwise.
     run.stack.enter_context(engine.tagged(run.docker, run.image_id, plan.image, keep=lambda: run.recorded))
+    supply_stage.read_contents(
+        run
+    )  # the SBOM's packages, read while the push runs (after the tag: see there)
     auth = registry.credentials(plan.image.registry, user=plan.registry_user)
     digest = registry.push(run.docker, plan.image, auth=auth, on_progress=_ProgressLog().line)
     registry.require_pushed(run.docker, plan.image, digest, auth=auth)  # converged? only then record

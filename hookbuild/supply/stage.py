@@ -17,11 +17,14 @@ from hookbuild.supply import attach, provenance, sbom, signing
 from hookbuild.supply.attach import Kind
 from hookbuild.supply.builder import BuildImage
 
-__all__ = ["BuildImage", "Signed", "build_facts", "describe", "run"]
+__all__ = ["BuildImage", "Signed", "build_facts", "describe", "read_contents", "run"]
 
 if TYPE_CHECKING:
-    import docker
+    from collections.abc import Callable
 
+    from docker.models.images import Image
+
+    from hookbuild.images.reference import ImageRef
     from hookbuild.release.plan import Plan
     from hookbuild.release.stages import Run
     from hookbuild.supply.oci import Registry
@@ -48,45 +51,80 @@ def describe(plan: Plan) -> list[str]:
     ]
 
 
+def read_contents(run: Run) -> None:
+    """Start reading the built image's OS packages for the SBOM, on a thread beside the push.
+
+    It needs only the image (a created container, its dpkg database read out), the push only the engine's
+    upload: done one after the other they were the longest wait of the release after the build. The run's
+    stack waits for the thread, so its container is gone before the release's local tag may be removed
+    (a container keeps an image's last tag from being removed).
+    """
+    if run.plan.signer is None:
+        return  # --no-sign: no SBOM
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert run.image_id is not None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookbuild-sbom")
+    run.stack.callback(pool.shutdown)
+    run.contents = pool.submit(_contents, run.image_id)
+
+
+def _contents(image_id: str) -> sbom.ImageContents:
+    from hookbuild.images import engine
+
+    client = engine.connect()  # its own connection: the release's client stays on the main thread
+    try:
+        return sbom.image_contents(client, image_id)
+    finally:
+        client.close()
+
+
 def run(run: Run) -> None:
     plan, signer = run.plan, run.plan.signer
     if signer is None:
         return  # --no-sign: recorded as unsigned
-    assert run.digest is not None and run.info is not None and run.image_id is not None
+    assert run.digest is not None and run.info is not None and run.contents is not None
+    from concurrent.futures import ThreadPoolExecutor
+
     from hookbuild.supply.oci import connector
 
     facts = build_facts(run)
-    with run.timed("sbom"):  # its own line in the plan, so its own time in the result
-        contents = sbom.image_contents(run.docker, run.image_id)
-        document = sbom.document(
-            repository=plan.image.name,
-            image_digest=run.digest,
-            created=facts.finished,
-            contents=contents,
-            binary=sbom.BinaryFacts(
-                path=plan.variant.binary_in_image,
-                sha256=run.info.sha256,
-                build_id=run.info.build_id,
-                commits=tuple(run.origin.commits.items()) if run.origin else (),
-                patches=_patches(plan),
-            ),
-        )
     envelope = signing.sign_envelope(signer, provenance.payload(facts))
     connect = run.connect or connector(plan.registry_user)
-    with connect(plan.image.registry) as registry:
-        att = _attach(registry, plan.image.repository, run.digest, Kind.ATTESTATION, envelope)
-        bom = _attach(registry, plan.image.repository, run.digest, Kind.SBOM, document)
-    run.signed = Signed(key_id=signer.key_id, attestation=att, sbom=bom)
+    # The attestation goes up while the SBOM is put together; each upload has its own registry session.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookbuild-attach") as pool:
+        att = pool.submit(_attach, connect, plan.image, run.digest, Kind.ATTESTATION, envelope)
+        with run.timed("sbom"):  # its own line in the plan, so its own time in the result
+            document = sbom.document(
+                repository=plan.image.name,
+                image_digest=run.digest,
+                created=facts.finished,
+                contents=run.contents.result(),
+                binary=sbom.BinaryFacts(
+                    path=plan.variant.binary_in_image,
+                    sha256=run.info.sha256,
+                    build_id=run.info.build_id,
+                    commits=tuple(run.origin.commits.items()) if run.origin else (),
+                    patches=_patches(plan),
+                ),
+            )
+        bom = _attach(connect, plan.image, run.digest, Kind.SBOM, document)
+        run.signed = Signed(key_id=signer.key_id, attestation=att.result(), sbom=bom)
 
 
-def _attach(registry: Registry, repo: str, digest: str, kind: Kind, document: bytes) -> str:
+def _attach(
+    connect: Callable[[str], Registry], image: ImageRef, digest: str, kind: Kind, document: bytes
+) -> str:
+    """Push one attachment of the image through a registry session of its own, and read it back."""
     annotations = (
         {COSIGN_SIGNATURE_ANNOTATION: "", "predicateType": provenance.PREDICATE_TYPE}
         if kind is Kind.ATTESTATION
         else None
     )
-    attached = attach.push(registry, repo, digest, kind, document, annotations=annotations)
-    held = registry.manifest_digest(repo, attached.tag)  # converged? only then record
+    repo = image.repository
+    with connect(image.registry) as registry:
+        attached = attach.push(registry, repo, digest, kind, document, annotations=annotations)
+        held = registry.manifest_digest(repo, attached.tag)  # converged? only then record
     if held != attached.digest:
         raise SupplyError(
             f"{registry.host}/{repo}:{attached.tag} holds {held} right after hookbuild pushed {attached.digest}",
@@ -112,7 +150,8 @@ def build_facts(run: Run) -> provenance.BuildFacts:
         provenance.Dependency(name=f"patch {name}", uri=f"file:{name}", digest={"sha256": digest})
         for name, digest in _patches(plan)
     ]
-    dependencies.append(_image_dependency(run.docker, plan.base_image, "base image"))
+    assert run.base is not None
+    dependencies.append(_image_dependency(run.base, plan.base_image, "base image"))
     dependencies += [
         provenance.Dependency(
             name="build image (local image ID)",
@@ -155,9 +194,8 @@ def _patches(plan: Plan) -> tuple[tuple[str, str], ...]:
     return tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in patches if p.is_file())
 
 
-def _image_dependency(client: docker.DockerClient, reference: str, name: str) -> provenance.Dependency:
+def _image_dependency(image: Image, reference: str, name: str) -> provenance.Dependency:
     """An image by its registry digest when it came from a registry, else by its local image ID."""
-    image = client.images.get(reference)
     repo_digests = [d for d in image.attrs.get("RepoDigests") or () if "@sha256:" in d]
     if "@sha256:" in reference:
         digest = reference.rsplit("@", 1)[1]
