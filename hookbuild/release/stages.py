@@ -5,15 +5,13 @@
 
 Each stage says whether it applies to a plan, describes itself from the plan alone (the dry run), and runs
 against a `Run` that carries what earlier stages learnt. A variant that builds on a recorded release
-(istio-perf) copies its binary out of that release's image instead of building.
+(istio-perf) copies its binary out of that release's image instead of building. The image, check and push
+stages live in image.py, features in truth.py, sign in supply/stage.py; the order is this tuple's.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from hookbuild import record
 from hookbuild.errors import BuildFailed, CommandFailed, HookbuildError
 from hookbuild.images.reference import ImageRef
 from hookbuild.record import features
-from hookbuild.release import truth, warm
+from hookbuild.release import image, truth, warm
 from hookbuild.release.identity import Origin, inputs_key, origin_of, recorded
 from hookbuild.release.plan import Plan
 from hookbuild.supply import stage as supply_stage
@@ -280,98 +278,6 @@ def _scripts(run: Run) -> None:
     )
 
 
-# --- the image -------------------------------------------------------------------------------------------
-
-
-def _describe_image(plan: Plan) -> list[str]:
-    packages = f" with packages {' '.join(plan.packages)}" if plan.packages else ""
-    return [f"image: build {plan.dockerfile.name} FROM {plan.base_image}{packages} as {plan.image}"]
-
-
-def _image(run: Run) -> None:
-    from hookbuild.images import engine
-    from hookbuild.release.labels import labels
-
-    plan = run.plan
-    assert run.origin is not None and run.info is not None
-    run.released_at = run.now().replace(microsecond=0)
-    with _context(plan, run.scripts) as context:
-        run.image_id = engine.build(
-            run.docker,
-            context=context,
-            dockerfile=plan.dockerfile.name,
-            buildargs={"BASE_IMAGE": plan.base_image, "PACKAGES": " ".join(plan.packages)},
-            labels=labels(plan, run.origin, run.info, run.released_at),
-            on_line=lambda line: log.info("  %s", line),
-        )
-
-
-@contextmanager
-def _context(plan: Plan, scripts: tuple[Path, ...]) -> Iterator[Path]:
-    """A minimal build context: the Dockerfile, the binary, the scripts, the variant's extra files."""
-    for stale in plan.dist.glob("hookbuild-context-*"):  # left by a killed run; we hold the release lock
-        shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix="hookbuild-context-", dir=plan.dist) as tmp:
-        context = Path(tmp)
-        shutil.copyfile(plan.dockerfile, context / plan.dockerfile.name)
-        os.link(plan.binary, context / "envoy")
-        (context / "tracing").mkdir()
-        for script in scripts:
-            shutil.copy2(script, context / "tracing" / script.name)
-        for name in plan.variant.context_files:
-            shutil.copy2(plan.dockerfile.parent / name, context / name)
-        yield context
-
-
-def _describe_check(plan: Plan) -> list[str]:
-    assert plan.variant.check_command is not None
-    return [f"check: run `{' '.join(plan.variant.check_command)}` in the image"]
-
-
-def _check(run: Run) -> None:
-    from hookbuild.images import engine
-
-    assert run.plan.variant.check_command is not None and run.image_id is not None
-    engine.check(run.docker, run.image_id, run.plan.variant.check_command)
-
-
-def _describe_push(plan: Plan) -> list[str]:
-    return [
-        f"push: {plan.image} (credentials from HOOKBUILD_REGISTRY_* or the Docker config), "
-        "then read the tag's digest back from the registry"
-    ]
-
-
-def _push(run: Run) -> None:
-    from hookbuild.images import engine, registry
-
-    plan = run.plan
-    assert run.image_id is not None
-    # The local tag stays only if the release lands (is recorded); the run's stack removes it otherwise.
-    run.stack.enter_context(engine.tagged(run.docker, run.image_id, plan.image, keep=lambda: run.recorded))
-    supply_stage.read_contents(
-        run
-    )  # the SBOM's packages, read while the push runs (after the tag: see there)
-    auth = registry.credentials(plan.image.registry, user=plan.registry_user)
-    digest = registry.push(run.docker, plan.image, auth=auth, on_progress=_ProgressLog().line)
-    registry.require_pushed(run.docker, plan.image, digest, auth=auth)  # converged? only then record
-    run.digest = digest
-
-
-class _ProgressLog:
-    """Push progress: one line per layer state change, not one per byte count."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, str] = {}
-
-    def line(self, layer: str | None, status: str) -> None:
-        if layer is None:
-            log.info("  ↑ %s", status)
-        elif self._last.get(layer) != status:
-            self._last[layer] = status
-            log.info("  ↑ %s %s", layer, status)
-
-
 def _describe_record(plan: Plan) -> list[str]:
     return [f"record: {plan.ref} with its digest into {plan.versions_file}"]
 
@@ -440,15 +346,15 @@ STAGES: tuple[Stage, ...] = (
     Stage(name="copy", describe=_describe_copy, run=_copy, applies=lambda plan: plan.build is None),
     Stage(name="hookpoints", describe=_describe_hookpoints, run=_hookpoints),
     Stage(name="scripts", describe=_describe_scripts, run=_scripts),
-    Stage(name="image", describe=_describe_image, run=_image),
+    Stage(name="image", describe=image.describe_image, run=image.image),
     Stage(
         name="check",
-        describe=_describe_check,
-        run=_check,
+        describe=image.describe_check,
+        run=image.check,
         applies=lambda plan: plan.variant.check_command is not None,
     ),
     Stage(name="features", describe=truth.describe_features, run=truth.features_stage),
-    Stage(name="push", describe=_describe_push, run=_push),
+    Stage(name="push", describe=image.describe_push, run=image.push),
     Stage(name="sign", describe=supply_stage.describe, run=supply_stage.run),
     Stage(name="record", describe=_describe_record, run=_record),
 )
