@@ -7,10 +7,11 @@ real ones (every third one released by hookbuild, with its provenance table), ma
 each bump runs on a fresh copy.
 
 Each command runs twice: "warm", with the validated record in hookbuild's cache (keyed by the file's
-content: every query but the first after an edit), and "cold", with an empty cache (tomllib parses and
-the schema validates the whole file). The goals are judged on warm; cold is printed beside them.
+content: every query but the first after an edit), and "cold", with an empty cache (tomli parses and the
+schema validates the whole file: the first query after an edit, every query of a fresh CI machine). Every
+goal is judged on both: four verdicts per size with a goal, each printed as met or MISSED.
 
-Usage: .venv/bin/python benchmarks/bench_record.py [RUNS]   (exit 1 if a goal is missed)
+Usage: .venv/bin/python benchmarks/bench_record.py [RUNS]   (exit 1 if any goal is missed, warm or cold)
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def main() -> None:
         warm_cache = str(Path(scratch) / "cache")
         print(f"runs: {runs} each (median); ratios to `invoke --list`; warm = record cache hit, cold = miss")
         head = f"{'query warm':>16} {'cold':>16}  {'bump warm':>16} {'cold':>16}"
-        print(f"{'entries':>8} {'--list':>7}  {head}  goals (warm)")
+        print(f"{'entries':>8} {'--list':>7}  {head}  goals (warm and cold)")
         for size in SIZES:
             source = make_record(size, Path(scratch) / f"record-{size}.toml")
             work = Path(scratch) / f"bump-{size}.toml"
@@ -105,16 +106,22 @@ def main() -> None:
             verdict = ""
             if size in GOALS:
                 goal_q, goal_b = GOALS[size]
-                met_q, met_b = qw / li <= goal_q, bw / li <= goal_b
-                missed |= not (met_q and met_b)
-                verdict = (
-                    f"query <= {goal_q}x {'met' if met_q else 'MISSED'}, "
-                    f"bump <= {goal_b}x {'met' if met_b else 'MISSED'}"
+                verdicts = (  # (goal, met warm, met cold)
+                    (f"query <= {goal_q}x", qw / li <= goal_q, qc / li <= goal_q),
+                    (f"bump <= {goal_b}x", bw / li <= goal_b, bc / li <= goal_b),
+                )
+                missed |= not all(warm and cold for _, warm, cold in verdicts)
+                verdict = "; ".join(
+                    f"{goal} warm {_says(warm)}, cold {_says(cold)}" for goal, warm, cold in verdicts
                 )
             cells = "  ".join(f"{t * 1000:7.0f}ms {t / li:5.2f}x" for t in (qw, qc, bw, bc))
             print(f"{size:>8} {li * 1000:5.0f}ms  {cells}  {verdict}")
     if missed:
         sys.exit(1)
+
+
+def _says(met: bool) -> str:
+    return "met" if met else "MISSED"
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomli
 
 from hookbuild.errors import ConfigError
 
@@ -57,8 +58,8 @@ def _pyproject(root: Path) -> Mapping[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+        data = tomli.loads(path.read_text(encoding="utf-8"))  # the record's reader: one TOML parser per run
+    except tomli.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}", hint="fix the TOML syntax") from exc
     section = data.get("tool", {}).get("hookbuild", {})
     return section if isinstance(section, Mapping) else {}

@@ -20,6 +20,7 @@ VERSIONS_FILE_HELP = "the version record (default: the versions_file setting, i.
 
 @task(
     short={"variant": "v"},
+    collect_cycles=False,
     help={
         "variant": f"only this variant ({choices(', ')})",
         "all": "include deprecated versions (test-only and planned ones are always listed, marked)",
@@ -96,6 +97,7 @@ def _check_registry(rec: Record, settings: Settings, *, variant: str | None, jso
 
 @task(
     short={"variant": "v"},
+    collect_cycles=False,
     iterable=["feature", "no_feature", "package"],
     help={
         "variant": f"the variant to bump ({choices(', ')})",
@@ -212,6 +214,7 @@ def _flag_version(flag: str, value: str | None) -> str | None:
 
 
 @task(
+    collect_cycles=False,
     help={
         "ref": "the version to change, VARIANT@X.Y (e.g. istio@11.7)",
         "reason": "why (required; appended to the version's history, shown by `versions --show` and the "
@@ -219,7 +222,7 @@ def _flag_version(flag: str, value: str | None) -> str | None:
         "test-only": "mark it test-only instead of deprecated",
         "working": "reinstate it as working (a planned version becomes working only by a release)",
         "versions-file": VERSIONS_FILE_HELP,
-    }
+    },
 )
 def deprecate(
     c: Context,
@@ -244,6 +247,7 @@ def deprecate(
 
 @task(
     short={"variant": "v", "output": "o"},
+    collect_cycles=False,
     help={
         "variant": "only this variant",
         "output": "write the Markdown (or JSON) to this file instead of stdout",

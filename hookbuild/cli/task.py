@@ -53,8 +53,15 @@ def task(
     positional: Sequence[str] | None = None,
     optional: Sequence[str] = (),
     name: str | None = None,
+    collect_cycles: bool = True,
 ) -> Callable[[Callable[..., None]], Task[Any]]:
-    """Make `fn(c, settings, **flags)` an Invoke task with hookbuild's logging, settings and exit codes."""
+    """Make `fn(c, settings, **flags)` an Invoke task with hookbuild's logging, settings and exit codes.
+
+    `collect_cycles=False` runs the task with the cyclic garbage collector paused: for the record's short
+    queries and edits, whose loaded record (ten acyclic objects per entry) the collector would otherwise
+    walk three more times once it is loaded, a tenth of a 10,000-entry query. Reference counting still
+    frees everything, and the collector is back on when the task ends.
+    """
 
     def wrap(fn: Callable[..., None]) -> Task[Any]:
         signature = inspect.signature(fn)
@@ -75,7 +82,13 @@ def task(
                 overrides = {key: value for key, value in kwargs.items() if key in _SETTINGS}
                 invoke_config = dict(c.config.get("hookbuild", {}) or {})
                 settings = config.load(invoke_config=invoke_config, overrides=overrides)
-                fn(c, settings, *args, **kwargs)
+                if collect_cycles:
+                    fn(c, settings, *args, **kwargs)
+                    return
+                from hookbuild.record.schema import paused_gc
+
+                with paused_gc():
+                    fn(c, settings, *args, **kwargs)
 
         body.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         del body.__wrapped__  # invoke reads the flags from __signature__, without `settings`

@@ -14,12 +14,13 @@ import dataclasses
 import enum
 import json
 import logging
-import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import tomli
 
 from hookbuild import fsutil
 from hookbuild.errors import RecordConflict, RecordError, UsageError
@@ -122,7 +123,9 @@ def write_entry(
     path = Path(path)
     with _locked(path, timeout):
         text = read_text(path)
-        record = load_text(text, path=path)  # validated (once per content): never build on a broken record
+        # Validated (once per content): never build on a broken record. A miss is not cached: this text is
+        # about to be replaced (pickling a 10,000-entry record would cost a tenth of the edit).
+        record = load_text(text, path=path, store=dry_run)
         entry, result = decide(record)
         check_in(record, entry)
         new_text = _with_entry(text, record, entry)
@@ -242,8 +245,8 @@ def _ensure_blank_line(table: Any) -> None:
 def _require_same(piece: str, entry: Entry) -> None:
     """The lines about to be written read back as exactly `entry` (the check of what an edit writes)."""
     try:
-        data = tomllib.loads(piece)
-    except tomllib.TOMLDecodeError as exc:
+        data = tomli.loads(piece)  # the reader of `schema.loads`, so the check reads as a query will
+    except tomli.TOMLDecodeError as exc:
         raise RecordError(
             f"the edit of {entry.ref} is not valid TOML: {exc}", hint="report this bug"
         ) from None

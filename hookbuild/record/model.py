@@ -1,7 +1,7 @@
 """The version record (versions.toml) as data: frozen entries with their queries, validated once on load.
 
-Reading uses only the standard library (tomllib), so queries stay fast; edits live in `record.edit`
-(tomlkit), validation and loading in `record.schema`. Never imports docker, git or numpy.
+Reading uses tomli (tomllib's compiled upstream), never tomlkit, so queries stay fast; edits live in
+`record.edit` (tomlkit), validation and loading in `record.schema`. Never imports docker, git or numpy.
 
 Schema (see the header of versions.toml): `[variants.NAME]` declares a variant; each variant's versions are
 an array of tables `[[NAME]]`, one per version, with an optional `[NAME.release]` sub-table holding the
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -334,18 +335,34 @@ def parse_ref(ref: str) -> tuple[str, Version]:
 
 
 @functools.cache
-def _stored(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls) if f.metadata.get("toml", True))
+def _stored(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The fields of `cls` kept in TOML, and a function reading their values in one call."""
+    names = tuple(f.name for f in fields(cls) if f.metadata.get("toml", True))
+    return names, lambda obj: tuple(map(getattr, itertools.repeat(obj), names))
+
+
+_AS_IS = frozenset({str, bool, int, type(None)})
+"""Exact types that are their own plain form: most values, so they skip the checks below (a query's JSON of
+5,000 entries holds some 100,000 of them)."""
 
 
 def _to_plain(obj: Any) -> Any:
     """A dataclass as JSON-friendly plain data (fields not stored in TOML, such as `variant`, left out)."""
+    kind = type(obj)
+    if kind in _AS_IS:
+        return obj
+    if kind is tuple:
+        return [item if type(item) in _AS_IS else _to_plain(item) for item in obj]
     if obj is None or isinstance(obj, str | bool | int):
         return obj
     if isinstance(obj, Version | enum.Enum):
         return str(obj.value) if isinstance(obj, enum.Enum) else str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {name: _to_plain(getattr(obj, name)) for name in _stored(type(obj))}
+        names, values_of = _stored(type(obj))
+        return {
+            name: value if type(value) in _AS_IS else _to_plain(value)
+            for name, value in zip(names, values_of(obj), strict=True)
+        }
     if isinstance(obj, datetime):
         return iso(obj)
     if isinstance(obj, tuple):

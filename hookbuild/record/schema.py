@@ -7,16 +7,19 @@ entry: a 10,000-entry record costs a fraction of its TOML parse.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import functools
-import tomllib
+import gc
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import tomli
 
 from hookbuild.errors import RecordError, VersionError
 from hookbuild.record.model import NAME, READABLE_SCHEMAS, SCHEMA, Entry, Record, Status, Variant, parse_ref
@@ -24,7 +27,8 @@ from hookbuild.record.toml_text import KeyPath, line_of
 from hookbuild.version import Version
 
 T = TypeVar("T")
-Convert = Callable[[Any, KeyPath], Any]
+Convert = Callable[[Any], Any]
+"""A converter raises _Problem with a key path relative to its value; callers prefix where it is."""
 
 
 class _Problem(Exception):
@@ -33,6 +37,11 @@ class _Problem(Exception):
         self.keypath = keypath
         self.problem = problem
         self.hint = hint
+
+    def within(self, prefix: KeyPath) -> _Problem:
+        """The same problem, its key path made relative to an enclosing table."""
+        self.keypath = (*prefix, *self.keypath)
+        return self
 
 
 def validate(data: Mapping[str, Any], *, text: str, name: str, path: Path | None) -> Record:
@@ -184,49 +193,76 @@ def _relations(entries: list[Entry], index_of: Mapping[tuple[str, Version], int]
 # --- from TOML tables to dataclasses: converters made once per class and field type ----------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Field:
-    name: str
-    convert: Convert
-    check: Callable[[Any], str | None] | None
-    required: bool
-
-
 @functools.cache
-def _fields_of(cls: type) -> tuple[tuple[_Field, ...], frozenset[str]]:
+def _maker(cls: type) -> Callable[[Any, Mapping[str, Any]], Any]:
+    """The function that makes a `cls` from a TOML table: its fields' converters and checks, in the order the
+    dataclass declares them (so the first problem reported is the same whatever the file's key order)."""
     hints = get_type_hints(cls)
-    plan = tuple(
-        _Field(
-            name=f.name,
-            convert=_converter(hints[f.name]),
-            check=f.metadata.get("check"),
-            required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+    stored = [f for f in fields(cls) if f.metadata.get("toml", True)]
+    steps = tuple(
+        (
+            f.name,
+            _converter(hints[f.name]),
+            f.metadata.get("check"),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
         )
-        for f in fields(cls)
-        if f.metadata.get("toml", True)
+        for f in stored
     )
-    return plan, frozenset(f.name for f in plan)
+    names = frozenset(f.name for f in stored)
+    new = _instance_maker(cls)
+
+    def make(raw: Any, given: Mapping[str, Any]) -> Any:
+        if not isinstance(raw, dict):
+            raise _Problem((), "must be a table", "see the schema in the file's header comment")
+        if not names.issuperset(raw):
+            key = next(k for k in raw if k not in names)
+            raise _Problem((key,), "unknown key", f"allowed keys here: {', '.join(sorted(names))}")
+        values: dict[str, Any] = dict(given)
+        for name, convert, check, required in steps:
+            if name not in raw:
+                if required:
+                    raise _Problem((), f"missing required key {name!r}", f"add `{name} = ...`")
+                continue
+            try:
+                value = convert(raw[name])
+            except _Problem as problem:
+                raise problem.within((name,)) from None
+            if check is not None and (wrong := check(value)):
+                raise _Problem((name,), wrong, "correct the value")
+            values[name] = value
+        return new(values)
+
+    return make
+
+
+def _instance_maker(cls: type) -> Callable[[dict[str, Any]], Any]:
+    """`cls(**values)` for values already checked. A frozen dataclass's __init__ sets each field through
+    object.__setattr__ (a fifth of a validation); the instance's dict is filled at once instead, as
+    unpickling does. Classes with a __post_init__, a default factory or slots keep their __init__."""
+    all_fields = fields(cls)
+    if (
+        hasattr(cls, "__post_init__")
+        or hasattr(cls, "__slots__")
+        or any(f.default_factory is not dataclasses.MISSING for f in all_fields)
+    ):
+        return lambda values: cls(**values)
+    defaults = {f.name: f.default for f in all_fields if f.default is not dataclasses.MISSING}
+
+    def new(values: dict[str, Any]) -> Any:
+        instance: Any = object.__new__(cls)
+        instance.__dict__.update(defaults, **values)
+        return instance
+
+    return new
 
 
 def build(cls: type[T], raw: Any, keypath: KeyPath, given: Mapping[str, Any]) -> T:
     """Construct dataclass `cls` from a TOML table, checking keys, types and field checks."""
-    if not isinstance(raw, dict):
-        raise _Problem(keypath, "must be a table", "see the schema in the file's header comment")
-    plan, names = _fields_of(cls)  # type: ignore[arg-type]  # a class is hashable; mypy's Hashable is not type[T]
-    if not names.issuperset(raw):
-        key = next(k for k in raw if k not in names)
-        raise _Problem((*keypath, key), "unknown key", f"allowed keys here: {', '.join(sorted(names))}")
-    values: dict[str, Any] = dict(given)
-    for f in plan:
-        if f.name not in raw:
-            if f.required:
-                raise _Problem(keypath, f"missing required key {f.name!r}", f"add `{f.name} = ...`")
-            continue
-        value = f.convert(raw[f.name], (*keypath, f.name))
-        if f.check is not None and (problem := f.check(value)):
-            raise _Problem((*keypath, f.name), problem, "correct the value")
-        values[f.name] = value
-    return cls(**values)
+    try:
+        made: T = _maker(cls)(raw, given)  # type: ignore[arg-type]  # a class is hashable; mypy's Hashable is not type[T]
+    except _Problem as problem:
+        raise problem.within(keypath) from None
+    return made
 
 
 @functools.cache
@@ -249,69 +285,74 @@ def _converter(tp: Any) -> Convert:
     if tp is str:
         return _str
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return lambda value, keypath: build(tp, value, keypath, {})
+        make = _maker(tp)
+        return lambda value: make(value, {})
     raise TypeError(f"record schema: unsupported field type {tp!r}")  # a bug in this module, not in the file
 
 
 def _tuple_of(item: Convert) -> Convert:
-    def convert(value: Any, keypath: KeyPath) -> tuple[Any, ...]:
+    def convert(value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
-            raise _Problem(keypath, f"must be an array, got {_kind(value)}", 'write ["a", "b"]')
-        items = tuple(item(element, (*keypath, i)) for i, element in enumerate(value))
+            raise _Problem((), f"must be an array, got {_kind(value)}", 'write ["a", "b"]')
+        try:
+            items = tuple(map(item, value))
+        except _Problem:
+            for index, element in enumerate(value):  # again, one by one, to say which item
+                try:
+                    item(element)
+                except _Problem as problem:
+                    raise problem.within((index,)) from None
+            raise
         if len(set(items)) != len(items):
-            raise _Problem(keypath, "has duplicate items", "list each item once")
+            raise _Problem((), "has duplicate items", "list each item once")
         return items
 
     return convert
 
 
-def _version(value: Any, keypath: KeyPath) -> Version:
+def _version(value: Any) -> Version:
     if not isinstance(value, str):
-        raise _Problem(keypath, f"must be a string, got {_kind(value)}", 'quote it: "12.0"')
+        raise _Problem((), f"must be a string, got {_kind(value)}", 'quote it: "12.0"')
     try:
         return Version.parse(value)
     except VersionError as exc:
-        raise _Problem(keypath, exc.message, exc.hint or "") from None
+        raise _Problem((), exc.message, exc.hint or "") from None
 
 
 def _enum_of(tp: type[enum.Enum]) -> Convert:
     members = {str(m.value): m for m in tp}
 
-    def convert(value: Any, keypath: KeyPath) -> enum.Enum:
+    def convert(value: Any) -> enum.Enum:
         if not isinstance(value, str) or value not in members:
-            raise _Problem(
-                keypath, f"{value!r} is not one of {', '.join(members)}", "use one of those values"
-            )
+            raise _Problem((), f"{value!r} is not one of {', '.join(members)}", "use one of those values")
         return members[value]
 
     return convert
 
 
-def _datetime(value: Any, keypath: KeyPath) -> datetime:
+def _datetime(value: Any) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None:
-        raise _Problem(
-            keypath, "must be a date-time with offset", "write e.g. 2026-08-01T12:00:00Z (unquoted)"
-        )
+        raise _Problem((), "must be a date-time with offset", "write e.g. 2026-08-01T12:00:00Z (unquoted)")
     return value.astimezone(UTC)
 
 
-def _bool(value: Any, keypath: KeyPath) -> bool:
+def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise _Problem(keypath, f"must be true or false, got {_kind(value)}", "write true or false")
+        raise _Problem((), f"must be true or false, got {_kind(value)}", "write true or false")
     return value
 
 
-def _int(value: Any, keypath: KeyPath) -> int:
+def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _Problem(keypath, f"must be an integer, got {_kind(value)}", "write a number without quotes")
+        raise _Problem((), f"must be an integer, got {_kind(value)}", "write a number without quotes")
     return value
 
 
-def _str(value: Any, keypath: KeyPath) -> str:
+def _str(value: Any) -> str:
     if not isinstance(value, str):
-        raise _Problem(keypath, f"must be a string, got {_kind(value)}", "quote the value")
+        raise _Problem((), f"must be a string, got {_kind(value)}", "quote the value")
     if not value.strip():
-        raise _Problem(keypath, "must not be empty", "give a value or remove the key")
+        raise _Problem((), "must not be empty", "give a value or remove the key")
     return value
 
 
@@ -339,11 +380,27 @@ def load(path: Path) -> Record:
     return load_text(read_text(path), path=path)
 
 
-def load_text(text: str, *, path: Path | None) -> Record:
-    """`loads`, parsed and validated once per content (the validated record is cached by its text)."""
+def load_text(text: str, *, path: Path | None, store: bool = True) -> Record:
+    """`loads`, parsed and validated once per content (the validated record is cached by its text; a miss
+    is stored unless `store` is False, for a text about to be replaced)."""
     from hookbuild.record.cache import cached
 
-    return cached(text, path, lambda: loads(text, path=path))
+    with paused_gc():
+        return cached(text, path, lambda: loads(text, path=path), store=store)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic collector paused while a record is parsed, validated, pickled or unpickled: that makes some
+    ten objects per entry, none of them in a cycle (reference counting frees them), and the collector would
+    walk the growing heap again and again, a third of a 10,000-entry load. Nested pauses are one pause."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def read_text(path: Path) -> str:
@@ -361,8 +418,10 @@ def read_text(path: Path) -> str:
 def loads(text: str, *, path: Path | None = None) -> Record:
     name = str(path) if path else "<record>"
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        # tomli is tomllib's upstream (the standard library vendors it), compiled: the same parse and the
+        # same messages at a third of the cost. Reads stay on this parser; only edits use tomlkit.
+        data = tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
         raise RecordError(
             f"{name}: invalid TOML: {exc}", hint="fix the syntax at that line; nothing was written"
         ) from None

@@ -2,11 +2,12 @@
 (for edits that touch one entry and leave every other byte of the file as it was).
 
 A best-effort scanner of headers and `key =` lines, not a TOML parser: the text it reads has already parsed
-with tomllib, and every edit built on it is validated before it is written.
+with tomli, and every edit built on it is validated before it is written.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ _PART = re.compile(r""""([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+)""")
 _HEADER_START = re.compile(r"^[ \t]*\[", re.MULTILINE)
 
 
+# A record's headers repeat a few names ("istio", "istio.release") thousands of times.
+@functools.lru_cache(maxsize=1024)
 def _parts(dotted: str) -> tuple[str, ...]:
     return tuple(next(g for g in m.groups() if g is not None) for m in _PART.finditer(dotted))
 
