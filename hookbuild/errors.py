@@ -107,6 +107,10 @@ class ImageError(HookbuildError):
     exit_code = ExitCode.IMAGE
 
 
+class RegistryError(ImageError):
+    """The registry's HTTP API failed: unreachable, access refused, or content not matching its digest."""
+
+
 class BuildFailed(HookbuildError):
     """The build of Envoy (Bazel, make, the build container) failed."""
 

@@ -19,14 +19,14 @@ import pytest
 from conftest import ROOT, Ran, make_signing_key, registry_auth, run_invoke
 
 from hookbuild import config, record, variants
-from hookbuild.errors import SupplyError
+from hookbuild.errors import RegistryError
 from hookbuild.images.reference import ImageRef
+from hookbuild.images.registry_api import Registry
 from hookbuild.release.execute import execute
 from hookbuild.release.plan import plan
 from hookbuild.release.request import Request
 from hookbuild.supply import attach
 from hookbuild.supply.attach import Kind
-from hookbuild.supply.oci import Registry
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
 
@@ -72,7 +72,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
     ref = the_plan.ref
     # The registry refuses the attachment (bad credentials for it alone): the release fails, records nothing.
     refused = {"username": "hookbuild", "password": "not-the-password"}
-    with pytest.raises(SupplyError, match="refused"):
+    with pytest.raises(RegistryError, match="refused"):
         execute(the_plan, connect=lambda host: Registry(host, auth=refused))
     entry = record.load(the_plan.versions_file).find("istio", the_plan.version)
     assert entry is None or entry.release is None  # nothing recorded

@@ -73,9 +73,10 @@ def _check_registry(rec: Record, settings: Settings, *, variant: str | None, jso
     from invoke.exceptions import Exit
 
     from hookbuild.errors import ExitCode, RegistryDrift
+    from hookbuild.images.registry_api import connector
     from hookbuild.record import drift
 
-    found = drift.check(rec, variant=variant, user=settings.registry_user)
+    found = drift.check(rec, connect=connector(settings.registry_user), variant=variant)
     moved = [item.entry.ref for item in found if not item.holds]
     if json:
         print_json([item.as_json() for item in found])

@@ -34,9 +34,9 @@ def verify(
 ) -> None:
     """Check a release in the registry: tag, signed provenance, subject, SBOM. Any failure exits non-zero."""
     from hookbuild import record
+    from hookbuild.images.registry_api import connector
     from hookbuild.supply import signing
     from hookbuild.supply import verify as checks
-    from hookbuild.supply.oci import connector
 
     entry = record.load(settings.versions_file).get(ref)
     public = signing.verify_key(Path(key) if key else None, settings)
@@ -74,8 +74,8 @@ def promote(
     """Copy a release by digest (no rebuild) with its attestation and SBOM; the record lists every location."""
     from hookbuild import record
     from hookbuild.errors import UsageError
+    from hookbuild.images.registry_api import connector
     from hookbuild.supply import promote as promotion
-    from hookbuild.supply.oci import connector
 
     if not to:
         raise UsageError("no --to given", hint="pass --to REGISTRY/NAMESPACE, e.g. 127.0.0.1:5001/hookbuild")

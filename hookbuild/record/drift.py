@@ -7,14 +7,16 @@ release; a retry of a recorded release checks its own tag first (hookbuild.relea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookbuild.images.reference import ImageRef
 from hookbuild.record.model import Entry, Record
 
-Reader = Callable[[ImageRef], str | None]
+if TYPE_CHECKING:
+    from hookbuild.images.registry_api import Registry
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,28 +47,21 @@ class Tag:
         }
 
 
-def check(
-    record: Record, *, variant: str | None = None, user: str | None = None, read: Reader | None = None
-) -> list[Tag]:
+def check(record: Record, *, connect: Callable[[str], Registry], variant: str | None = None) -> list[Tag]:
     """Ask the registry about every release recorded with a digest (entries kept by hand have none)."""
-    reader = read or _registry_reader(user)
     if variant:
         record.variant(variant)
-    return [
-        Tag(entry=entry, recorded=entry.release.digest, found=reader(ImageRef.parse(entry.release.image)))
-        for entry in record.entries
-        if entry.release is not None and variant in (None, entry.variant)
-    ]
+    with ExitStack() as stack:
+        registries: dict[str, Registry] = {}
 
+        def held(image: str) -> str | None:
+            ref = ImageRef.parse(image)
+            if ref.registry not in registries:  # one client (one auth answer) per registry
+                registries[ref.registry] = stack.enter_context(connect(ref.registry))
+            return registries[ref.registry].manifest_digest(ref.repository, ref.tag)
 
-def _registry_reader(user: str | None) -> Reader:
-    from hookbuild.images import registry, tags
-
-    auths: dict[str, Mapping[str, str] | None] = {}
-
-    def read(ref: ImageRef) -> str | None:
-        if ref.registry not in auths:
-            auths[ref.registry] = registry.credentials(ref.registry, user=user)
-        return tags.digest_of(ref, auth=auths[ref.registry])
-
-    return read
+        return [
+            Tag(entry=entry, recorded=entry.release.digest, found=held(entry.release.image))
+            for entry in record.entries
+            if entry.release is not None and variant in (None, entry.variant)
+        ]

@@ -19,7 +19,7 @@ from hookbuild.release.stages import STAGES, Run
 if TYPE_CHECKING:
     import docker
 
-    from hookbuild.supply.oci import Registry
+    from hookbuild.images.registry_api import Registry
 
 log = logging.getLogger("hookbuild")
 

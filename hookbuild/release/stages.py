@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from hookbuild.binary.symbols import BinaryInfo
     from hookbuild.build.spec import BuildSpec
-    from hookbuild.supply.oci import Registry
+    from hookbuild.images.registry_api import Registry
     from hookbuild.supply.sbom import ImageContents
     from hookbuild.supply.stage import BuildImage, Signed
 
@@ -110,7 +110,7 @@ def _sources(run: Run) -> None:
     run.key = inputs_key(run.plan, run.origin)
     existing = recorded(run.plan, run.key)
     if existing is not None and existing.release is not None:
-        truth.still_tagged(run.plan, existing.ref, existing.release)
+        truth.still_tagged(run.plan, existing.ref, existing.release, connect=run.connect)
     run.existing = existing.release if existing is not None else None
 
 

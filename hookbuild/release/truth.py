@@ -4,10 +4,11 @@ carry holds in the built image (checked before the push)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hookbuild import record
-from hookbuild.errors import ImageError, RegistryDrift
+from hookbuild.errors import ImageError, RegistryDrift, RegistryError
 from hookbuild.images.reference import ImageRef
 from hookbuild.record import features
 from hookbuild.release.plan import Plan
@@ -16,29 +17,49 @@ if TYPE_CHECKING:
     import docker
 
     from hookbuild.binary.symbols import BinaryInfo
+    from hookbuild.images.registry_api import Registry
     from hookbuild.release.stages import Run
 
 log = logging.getLogger("hookbuild")
 
 
-def still_tagged(plan: Plan, ref: str, release: record.Provenance) -> None:
+def still_tagged(
+    plan: Plan, ref: str, release: record.Provenance, *, connect: Callable[[str], Registry] | None = None
+) -> None:
     """A retry reports a recorded release only if its tag still holds the recorded digest (or, with
     --repair, once the tag is pointed back at it): the record must not claim what the registry denies."""
-    from hookbuild.images import registry, tags
+    from hookbuild.images.registry_api import connector
 
     image = ImageRef.parse(release.image)
-    auth = registry.credentials(image.registry, user=plan.registry_user)
-    found = tags.digest_of(image, auth=auth)
-    if found == release.digest:
-        return
-    now = f"holds {found}" if found else "is gone from the registry"
-    if not plan.repair:
-        raise RegistryDrift(
-            f"{ref} is recorded as {release.digest}, but its tag {image} {now}",
-            hint="pass --repair to point the tag back at the recorded digest, or bump and release a new version",
-        )
-    tags.point(image, release.digest, auth=auth)
+    with (connect or connector(plan.registry_user))(image.registry) as registry:
+        found = registry.manifest_digest(image.repository, image.tag)
+        if found == release.digest:
+            return
+        now = f"holds {found}" if found else "is gone from the registry"
+        if not plan.repair:
+            raise RegistryDrift(
+                f"{ref} is recorded as {release.digest}, but its tag {image} {now}",
+                hint="pass --repair to point the tag back at the recorded digest, or bump and release a new version",
+            )
+        _point(registry, image, release.digest)
     log.warning("%s: the tag %s %s; pointed it back at the recorded %s", ref, image, now, release.digest)
+
+
+def _point(registry: Registry, image: ImageRef, digest: str) -> None:
+    """Put the recorded manifest, byte for byte, under the tag again: its digest is exactly the recorded one
+    (a pull, tag and push through the engine could re-encode it)."""
+    manifest = registry.manifest_or_none(image.repository, digest)
+    if manifest is None:
+        raise RegistryError(
+            f"the registry no longer holds {image.pinned(digest)}: the tag cannot be pointed back at it",
+            hint="the recorded image is gone; release a new version (`invoke bump`, then `invoke release`)",
+        )
+    registry.put_manifest(image.repository, image.tag, manifest.raw, manifest.media_type)
+    held = registry.manifest_digest(image.repository, image.tag)
+    if held != digest:
+        raise RegistryError(
+            f"{image} holds {held} after pointing it at {digest}", hint="another push raced this one"
+        )
 
 
 def describe_features(plan: Plan) -> list[str]:

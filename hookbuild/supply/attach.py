@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from hookbuild.errors import VerifyError
-from hookbuild.supply.oci import OCI_MANIFEST, Registry
+from hookbuild.images.registry_api import OCI_MANIFEST, Registry
 
 DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 CYCLONEDX_MEDIA_TYPE = "application/vnd.cyclonedx+json"

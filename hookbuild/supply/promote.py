@@ -17,9 +17,9 @@ from pathlib import Path
 from hookbuild import record
 from hookbuild.errors import SupplyError, UsageError
 from hookbuild.images.reference import ImageRef
+from hookbuild.images.registry_api import DOCKER_LIST, OCI_INDEX, Registry
 from hookbuild.supply import attach
 from hookbuild.supply.attach import Kind
-from hookbuild.supply.oci import DOCKER_LIST, OCI_INDEX, Registry
 
 log = logging.getLogger("hookbuild")
 

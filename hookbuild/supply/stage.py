@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from docker.models.images import Image
 
     from hookbuild.images.reference import ImageRef
+    from hookbuild.images.registry_api import Registry
     from hookbuild.release.plan import Plan
     from hookbuild.release.stages import Run
-    from hookbuild.supply.oci import Registry
 
 COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 
@@ -86,7 +86,7 @@ def run(run: Run) -> None:
     assert run.digest is not None and run.info is not None and run.contents is not None
     from concurrent.futures import ThreadPoolExecutor
 
-    from hookbuild.supply.oci import connector
+    from hookbuild.images.registry_api import connector
 
     facts = build_facts(run)
     envelope = signing.sign_envelope(signer, provenance.payload(facts))

@@ -19,9 +19,9 @@ from typing import Any
 from hookbuild import record
 from hookbuild.errors import HookbuildError, VerifyError
 from hookbuild.images.reference import ImageRef
+from hookbuild.images.registry_api import Registry
 from hookbuild.supply import attach, provenance, sbom
 from hookbuild.supply.attach import Kind
-from hookbuild.supply.oci import Registry
 from hookbuild.supply.signing import IN_TOTO_PAYLOAD, Verifier, open_envelope
 
 

@@ -1,10 +1,12 @@
-"""A small client for the registry HTTP API v2 (OCI distribution): manifests and blobs, by digest.
+"""The registry HTTP API v2 (OCI distribution): manifests, tags and blobs, by digest. The one client.
 
-The Docker engine cannot do what the supply chain needs: push an artifact that is not an image, read a
-manifest's exact bytes, or copy an image between registries without re-compressing its layers (which would
-change its digest). Auth follows the registry's challenge: Basic (the local htpasswd registries) or a
-Bearer token from the realm it names (Docker Hub, ghcr.io, quay.io). Loopback registries speak plain HTTP,
-as the Docker engine treats them; everything else HTTPS.
+What the Docker engine cannot do goes through here: ask what a tag holds now and point it back at a
+recorded manifest byte for byte (release retries, `versions --check-registry`), push an artifact that is
+not an image (the supply chain's attachments), read a manifest's exact bytes, and copy an image between
+registries without re-compressing its layers (which would change its digest). Auth follows the registry's
+challenge: Basic (the local htpasswd registries) or a Bearer token from the realm it names (Docker Hub,
+ghcr.io, quay.io); credentials and tokens never leave the request and are redacted from every error.
+Loopback registries speak plain HTTP, as the Docker engine treats them; everything else HTTPS.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hookbuild import secrets
-from hookbuild.errors import SupplyError
+from hookbuild.errors import RegistryError
 
 if TYPE_CHECKING:
     import requests
@@ -43,14 +45,15 @@ def digest_of(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
-def _scheme(host: str) -> str:
+def _base(host: str) -> str:
+    """`http://127.0.0.1:5000/v2`, `https://registry-1.docker.io/v2` (Docker Hub's API host)."""
     name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if name == "localhost":
-        return "http"
     try:
-        return "http" if ipaddress.ip_address(name.strip("[]")).is_loopback else "https"
+        plain = name == "localhost" or ipaddress.ip_address(name.strip("[]")).is_loopback
     except ValueError:
-        return "https"
+        plain = False
+    # Docker, too, speaks plain HTTP only to loopback.
+    return f"{'http' if plain else 'https'}://{'registry-1.docker.io' if host == 'docker.io' else host}/v2"
 
 
 class Registry:
@@ -60,7 +63,7 @@ class Registry:
         import requests
 
         self.host = host
-        self.base = f"{_scheme(host)}://{host}/v2"
+        self.base = _base(host)
         self._auth = auth
         self._session = requests.Session()
         self._bearer: dict[str, str] = {}  # scope -> token
@@ -120,12 +123,12 @@ class Registry:
             if response.status_code == 401 and self._authenticate(response, scope):
                 response = send()
         except requests.RequestException as exc:
-            raise SupplyError(
+            raise RegistryError(
                 f"registry {self.host} unreachable: {secrets.redact(str(exc))}",
                 hint="is the registry running? (scripts/setup.sh starts the local ones)",
             ) from None
         if response.status_code in (401, 403):
-            raise SupplyError(
+            raise RegistryError(
                 f"registry {self.host} refused {method} {url.removeprefix(self.base)} ({response.status_code})",
                 hint=f"log in with `docker login {self.host}`, or set HOOKBUILD_REGISTRY_USER and "
                 "HOOKBUILD_REGISTRY_PASSWORD",
@@ -158,9 +161,9 @@ class Registry:
         self._bearer[scope] = token
         return bool(token)
 
-    def _fail(self, response: requests.Response, what: str) -> SupplyError:
+    def _fail(self, response: requests.Response, what: str) -> RegistryError:
         detail = response.text.strip().replace("\n", " ")[:300]
-        return SupplyError(
+        return RegistryError(
             f"registry {self.host}: {what} failed (HTTP {response.status_code}: {secrets.redact(detail)})",
             hint="check the registry and its log, then retry",
         )
@@ -193,7 +196,7 @@ class Registry:
         raw = response.content
         digest = digest_of(raw)
         if reference.startswith("sha256:") and digest != reference:
-            raise SupplyError(
+            raise RegistryError(
                 f"registry {self.host} served {repo}@{reference} with content hashing to {digest}",
                 hint="the registry's storage is corrupt or something rewrites manifests in between",
             )
@@ -203,7 +206,7 @@ class Registry:
     def manifest(self, repo: str, reference: str) -> Manifest:
         found = self.manifest_or_none(repo, reference)
         if found is None:
-            raise SupplyError(f"{self.host}/{repo}:{reference} does not exist", hint="was it pushed?")
+            raise RegistryError(f"{self.host}/{repo}:{reference} does not exist", hint="was it pushed?")
         return found
 
     def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> str:
@@ -220,7 +223,7 @@ class Registry:
         digest = digest_of(raw)
         given = response.headers.get("Docker-Content-Digest")
         if given and given != digest:
-            raise SupplyError(
+            raise RegistryError(
                 f"registry {self.host} stored {repo}:{reference} as {given}, not {digest}",
                 hint="the registry rewrote the manifest; use a registry that stores manifests as pushed",
             )
@@ -239,7 +242,7 @@ class Registry:
             raise self._fail(response, f"GET blob {repo}@{digest}")
         data = response.content
         if len(data) > limit or digest_of(data) != digest:
-            raise SupplyError(
+            raise RegistryError(
                 f"blob {repo}@{digest} from {self.host} does not match its digest",
                 hint="the registry's storage is corrupt",
             )
