@@ -5,9 +5,9 @@ section parsing on a 100 MB library in every cold `invoke symbols`. Here pyelfto
 reads the same files, and everything hookbuild decodes must equal its reading: every section header (name,
 type, flags, address, offset, size, link, entry size), every program header, the GNU build-id, the PIE flag
 and every function symbol of .symtab and .dynsym (name, address, size, section). The files are gcc's: a PIE
-built with -g and -rdynamic, the same stripped, a non-PIE without debug info, a shared library, and (slow)
-an executable of more than 65,279 sections (extended numbering, SHN_XINDEX symbols), plus the
-largest libLLVM on the machine (scripts/setup.sh installs lld, which needs it).
+built with -g and -rdynamic, the same stripped, a non-PIE without debug info, a shared library, and (slow) an
+aarch64 PIE from the cross gcc and an executable of more than 65,279 sections (extended numbering, SHN_XINDEX
+symbols), plus the largest libLLVM on the machine (scripts/setup.sh installs lld, which needs it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from elf_samples import Samples
 from elftools.elf.constants import SHN_INDICES
 from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
-from elftools.elf.enums import ENUM_P_TYPE_BASE, ENUM_SH_TYPE_AMD64
+from elftools.elf.enums import (
+    ENUM_P_TYPE_AARCH64,
+    ENUM_P_TYPE_BASE,
+    ENUM_SH_TYPE_AARCH64,
+    ENUM_SH_TYPE_AMD64,
+)
 from elftools.elf.sections import NoteSection, Section, SymbolTableIndexSection, SymbolTableSection
 
 from hookbuild.binary import elf, lookup
@@ -32,6 +37,11 @@ SHF_EXECINSTR = 0x4
 FUNCTION_TYPES = ("STT_FUNC", "STT_LOOS")  # pyelftools names STT_GNU_IFUNC (10) by its range, STT_LOOS
 COUNT = 100  # functions of each binding in the gcc-built files
 MANY_SECTIONS = 65_400  # more than SHN_LORESERVE - 1 (65,279): e_shnum, e_shstrndx and st_shndx overflow
+
+ENUMS = {  # e_machine: the section and segment types pyelftools names for it
+    "EM_X86_64": (ENUM_SH_TYPE_AMD64, ENUM_P_TYPE_BASE),
+    "EM_AARCH64": (ENUM_SH_TYPE_AARCH64, ENUM_P_TYPE_AARCH64),
+}
 
 Function = tuple[str, int, int, str]  # name, address (st_value), size, section
 
@@ -61,7 +71,7 @@ def _number(value: int | str, names: object) -> int:
 def pyelftools_reading(path: Path) -> Reading:
     with path.open("rb") as stream:
         image = ELFFile(stream)
-        assert image["e_machine"] == "EM_X86_64", "the enums below are x86-64's"
+        section_types, segment_types = ENUMS[image["e_machine"]]
         sections = list(image.iter_sections())
         segments = list(image.iter_segments())
         pie = image["e_type"] == "ET_DYN" and (
@@ -80,7 +90,7 @@ def pyelftools_reading(path: Path) -> Reading:
             sections=[
                 (
                     _text(sec.name),
-                    _number(sec["sh_type"], ENUM_SH_TYPE_AMD64),
+                    _number(sec["sh_type"], section_types),
                     sec["sh_flags"],
                     sec["sh_addr"],
                     sec["sh_offset"],
@@ -92,7 +102,7 @@ def pyelftools_reading(path: Path) -> Reading:
             ],
             segments=[
                 (
-                    _number(seg["p_type"], ENUM_P_TYPE_BASE),
+                    _number(seg["p_type"], segment_types),
                     seg["p_flags"],
                     seg["p_offset"],
                     seg["p_vaddr"],
@@ -259,6 +269,18 @@ def test_the_existing_samples_read_as_pyelftools_reads_them(samples: Samples) ->
     """g++ with GNU ld and with LLD (p_vaddr != p_offset), and LLD's output stripped (tests/elf_samples.py)."""
     for path in (samples.gcc, samples.lld, samples.stripped):
         assert assert_reads_as_pyelftools(path).functions["dynsym"]
+
+
+@pytest.mark.slow
+def test_an_aarch64_build_reads_as_pyelftools_reads_it(tmp_path: Path) -> None:
+    """The cross gcc (scripts/setup.sh) builds the same source as an aarch64 PIE: Istio and Envoy ship arm64."""
+    (tmp_path / "many.c").write_text(many_functions_source(COUNT))
+    argv = ("-O2", "-g", "-fPIE", "-pie", "-rdynamic", "-Wl,--build-id=sha1", "many.c", "-o", "arm64")
+    _gcc("aarch64-linux-gnu-gcc", *argv, cwd=tmp_path)
+    oracle = assert_reads_as_pyelftools(tmp_path / "arm64")
+    assert oracle.pie and oracle.build_id and len(oracle.functions["symtab"]) > 4 * COUNT
+    with elf.open_image(tmp_path / "arm64") as image:
+        assert image.machine == "aarch64"
 
 
 # --- slow: extended numbering and a system library of 100 MB --------------------------------------------
