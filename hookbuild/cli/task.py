@@ -77,6 +77,7 @@ def task(
                 _print_help(task_name)
                 return
             _interrupt_inside_tasks()
+            _no_collection_at_exit()
             logs.setup(verbose=bool(kwargs.get("verbose")))
             with errors_to_exit(json=bool(kwargs.get("json"))):
                 overrides = {key: value for key, value in kwargs.items() if key in _SETTINGS}
@@ -141,6 +142,21 @@ def interrupt_before_tasks() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, stop)
+
+
+@functools.cache
+def _no_collection_at_exit() -> None:
+    """Freeze every object at exit: the interpreter's last cycle collections then skip them.
+
+    Those collections walk every object the task's imports made (docker, cryptography, the CycloneDX model,
+    tomlkit...) only to free memory the process is about to give back: ~0.1 s of CPU at the end of every
+    task, measured as the whole process. Atexit handlers and the weakref finalizers that clean up temporary
+    directories run as before; only objects still in reference cycles at exit are not freed one by one.
+    """
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)
 
 
 def _interrupt_inside_tasks() -> None:
