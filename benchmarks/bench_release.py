@@ -8,10 +8,13 @@ first release and rebuilds and pushes nothing.
 Both sides build the same sources with the same warm Bazel cache and push to the local registry, into a
 registry namespace of the benchmark's own. Every hookbuild run uses a new version, so each is a full release.
 Runs are paired and interleaved, the order inside a pair alternating, so drift in the machine's load hits both
-sides alike. The build (the same `make` on both sides) is most of the time and most of the noise, so besides
-the whole ratio (the goal) the fixed cost around the build is reported on its own for each side, and the
-ratio gets a 95% bootstrap confidence interval over the pairs: "not noise" when the whole interval is on one
-side of the goal.
+sides alike; each step waits (up to 2 minutes) for the CPU to be idle, and the report says how many did not
+get it. The build (the same `make` on both sides) is most of the time and most of the noise, so besides the
+whole ratio (the goal) the fixed cost around the build is reported on its own for each side, and the ratio
+gets a 95% bootstrap confidence interval over the pairs: "not noise" when the whole interval is on one side
+of the goal. The hookbuild side's fixed cost (SBOM and signed provenance included: a release makes them, the
+raw commands have no equivalent) is split into the stages before the build, those after it, and the time in
+no stage (start-up, the plan, exit).
 
 Usage: .venv/bin/python benchmarks/bench_release.py [RUNS]   (default 8 pairs; needs scripts/setup.sh)
 """
@@ -41,6 +44,10 @@ NAMESPACE = f"hookbuild-bench-release-{os.getpid()}"
 GOAL, RETRY_GOAL = 1.15, 0.10
 CLASH = "Server terminated abruptly"
 BUILD_IMAGE = "hookbuild-sample/build-tools-proxy:sample"  # the sample's build container, both sides
+IDLE = 0.9  # a step starts once 90% of the CPU went unused for a second (2 cores: < 0.2 of one busy)
+QUIET_LIMIT = 120.0  # seconds a step waits for that at most
+QUIET_STARTS: list[bool] = []  # per measured step: did it start on a quiet machine (else after the limit)
+NESTED = ("locate", "sbom")  # timed inside the build and sign stages: not added again
 T = TypeVar("T")
 
 
@@ -110,22 +117,41 @@ class Clash(Exception):
     """Another build on this machine restarted the shared Bazel server (the `cache` volume) under ours."""
 
 
-def quiet(client: docker.DockerClient, limit: float = 300) -> None:
-    """Wait (up to `limit` s) until no other build container runs: two builds at once share one Bazel server
-    in the `cache` volume, and the second one's start cuts the first one off."""
+def quiet(client: docker.DockerClient, limit: float = QUIET_LIMIT) -> bool:
+    """Wait (up to `limit` s) until no other build container runs and the CPU is idle; False if it never was.
+
+    Two builds at once share one Bazel server in the `cache` volume, and the second one's start cuts the
+    first one off. Other work on the machine (tests, type checks) stretches the build, which is most of
+    both sides' time and most of the noise: on 2 cores one busy process makes a build take twice as long.
+    """
     builder = client.images.get(BUILD_IMAGE).id
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and any(
-        c.attrs.get("Image") == builder for c in client.containers.list()
-    ):
-        time.sleep(2)
+    while time.monotonic() < deadline:
+        if any(c.attrs.get("Image") == builder for c in client.containers.list()):
+            time.sleep(2)
+        elif idle_fraction() >= IDLE:
+            return True
+    return False
+
+
+def idle_fraction(window: float = 1.0) -> float:
+    """The share of CPU time no process used over `window` seconds (/proc/stat: idle + iowait)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+
+    idle, total = sample()
+    time.sleep(window)
+    idle2, total2 = sample()
+    return (idle2 - idle) / max(total2 - total, 1)
 
 
 def retried(client: docker.DockerClient, step: Callable[[], T], attempts: int = 5) -> T:
-    """`step()` once no other build runs, and again when another build cut it off anyway (the failed
+    """`step()` once the machine is quiet, and again when another build cut it off anyway (the failed
     attempt's time is not counted)."""
     for attempt in range(1, attempts + 1):
-        quiet(client)
+        QUIET_STARTS.append(quiet(client))
         try:
             return step()
         except Clash as clash:
@@ -145,6 +171,15 @@ def ratio_interval(ours: list[float], theirs: list[float], rounds: int = 4000) -
         ratios.append(statistics.median(a for a, _ in sample) / statistics.median(b for _, b in sample))
     ratios.sort()
     return ratios[int(0.025 * rounds)], ratios[int(0.975 * rounds) - 1]
+
+
+def where(elapsed: float, durations: dict[str, float]) -> tuple[float, float, float]:
+    """A release's time beside its build: in the stages before it, in those after it, and in no stage."""
+    stages = [(name, float(sec)) for name, sec in durations.items() if name not in NESTED]
+    names = [name for name, _ in stages]
+    before = sum(sec for _, sec in stages[: names.index("build")])
+    after = sum(sec for _, sec in stages[names.index("build") + 1 :])
+    return before, after, elapsed - before - after - float(durations["build"])
 
 
 def spread(values: list[float]) -> str:
@@ -225,6 +260,16 @@ def report(
         name: statistics.median(float(r["durations"][name]) for _, r in ours) for name in result["durations"]
     }
     print("  stages (median s): " + ", ".join(f"{name} {sec:.2f}" for name, sec in stages.items()))
+    before, after, outside = zip(*(where(elapsed, r["durations"]) for elapsed, r in ours), strict=True)
+    print(
+        f"  hookbuild's fixed cost (median s): stages before the build {statistics.median(before):.2f}, "
+        f"after it {statistics.median(after):.2f}, outside any stage (python and invoke start-up, the plan, "
+        f"exit) {statistics.median(outside):.2f}"
+    )
+    print(
+        f"  steps started on a quiet machine: {sum(QUIET_STARTS)} of {len(QUIET_STARTS)} "
+        f"(the rest after waiting {QUIET_LIMIT:.0f} s)"
+    )
     noise = "not noise" if high <= GOAL or low > GOAL else "within noise of the goal"
     met = ratio <= GOAL
     print(
