@@ -226,6 +226,62 @@ def test_schema_errors_name_line_and_field(
     assert digest(small) == before
 
 
+ONE_ENTRY = """schema = 2
+
+[variants.istio]
+title = "Istio"
+image = "docker.io/hookbuild/istio-proxy"
+
+[[istio]]
+version = "1.0"
+summary = "one"
+{extra}
+"""
+RELEASE = """
+[istio.release]
+image = "127.0.0.1:5000/hookbuild/istio-proxy:1.0"
+digest = "sha256:{a}"
+released_at = 2026-08-01T12:00:00Z
+envoy_commit = "{b}"
+binary_sha256 = "{a}"
+base_image = "docker.io/istio/proxyv2:1.26.0"
+dockerfile = "istio.dockerfile"
+""".format(a="a" * 64, b="b" * 40)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "words"),
+    [
+        ('features = ["perf", 3]', "istio[0].features[1]", "must be a string, got int"),
+        ('features = ["perf", "perf"]', "istio[0].features", "has duplicate items"),
+        (
+            'history = [{ status = "working" }, { status = "gone" }]',
+            "istio[0].history[1].status",
+            "'gone' is not one of",
+        ),
+        ('upstream = { envoy = " " }', "istio[0].upstream.envoy", "must not be empty"),
+        ("upstream = []", "istio[0].upstream", "must be a table"),
+        (
+            RELEASE + 'hookpoints = [{ mangled = "a", demangled = "a()" }, { mangled = "b" }]',
+            "istio[0].release.hookpoints[1]",
+            "missing required key 'demangled'",
+        ),
+        (
+            RELEASE.replace('digest = "sha256:', 'digest = "md5:'),
+            "istio[0].release.digest",
+            "is not a digest",
+        ),
+        # Two problems: the one reported is the first field the schema declares, whatever the file's order.
+        ('verified = "no"\nstatus = "gone"', "istio[0].status", "'gone' is not one of"),
+    ],
+)
+def test_nested_schema_errors_name_the_whole_path(extra: str, field: str, words: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        record.loads(ONE_ENTRY.format(extra=extra))
+    message = caught.value.line()
+    assert f": {field}: " in message and words in message
+
+
 def test_invalid_toml_names_the_line(small: Path) -> None:
     small.write_text(small.read_text().replace('summary = "The working', "summary = The working"))
     before = digest(small)
@@ -492,3 +548,29 @@ def test_schema_reads_integer_fields() -> None:
     for wrong in ("3", True):
         with pytest.raises(Exception, match="must be an integer"):
             schema.build(_Counted, {"count": wrong}, ("t",), {})
+
+
+def test_a_write_does_not_cache_the_text_it_replaces(
+    seed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bump loads the record once and replaces it: pickling the old text would be wasted work. A dry run
+    leaves the text in place, so what it read is cached for the next query, which hits it."""
+    import gc
+
+    from hookbuild.record import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # this test's own, empty
+    record_edit.bump(seed, "istio", "minor", "next")
+    assert not list(cache.directory().glob("*.pickle"))
+    record_edit.bump(seed, "istio", "minor", "another", again=True, dry_run=True)
+    assert len(list(cache.directory().glob("*.pickle"))) == 1
+    assert record.load(seed) == record.loads(seed.read_text(), path=seed)
+    assert len(list(cache.directory().glob("*.pickle"))) == 1  # the query was a hit
+    # Loading pauses the cyclic garbage collector and leaves it as it found it.
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        record.load(seed)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -237,7 +237,7 @@ def _maker(cls: type) -> Callable[[Any, Mapping[str, Any]], Any]:
 
 def _instance_maker(cls: type) -> Callable[[dict[str, Any]], Any]:
     """`cls(**values)` for values already checked. A frozen dataclass's __init__ sets each field through
-    object.__setattr__ (a fifth of a validation); the instance's dict is filled at once instead, as
+    object.__setattr__ (a tenth of a validation); the instance's dict is filled at once instead, as
     unpickling does. Classes with a __post_init__, a default factory or slots keep their __init__."""
     all_fields = fields(cls)
     if (
