@@ -57,6 +57,8 @@ class Status(enum.StrEnum):
 
 def _matches(pattern: re.Pattern[str], what: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
+        if type(value) is str:  # most values: one string
+            return None if pattern.fullmatch(value) else f"{value!r} is not {what}"
         items = value if isinstance(value, tuple) else (value,)
         for item in items:
             if isinstance(item, str) and not pattern.fullmatch(item):
@@ -191,8 +193,8 @@ class Entry:
 
     @property
     def reason(self) -> str | None:
-        """Why the entry has its current status."""
-        return self.changes[-1].reason
+        """Why the entry has its current status (the last of `changes`, without making them)."""
+        return self.history[-1].reason if self.history else self.status_reason
 
     def claim(self, feature: str) -> str | None:
         """How `feature` is known to hold: "verified" (its check passed before the push), "by hand", "to check"

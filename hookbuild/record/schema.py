@@ -168,6 +168,8 @@ def _entry_rules(entry: Entry, at: KeyPath) -> None:
 
 def _relations(entries: list[Entry], index_of: Mapping[tuple[str, Version], int]) -> None:
     for entry in entries:
+        if entry.based_on is None and entry.supersedes is None:
+            continue  # most entries name no other
         at = (entry.variant, index_of[(entry.variant, entry.version)])
         if entry.based_on is not None and parse_ref(entry.based_on) not in index_of:
             raise _Problem(
