@@ -31,6 +31,7 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST))
 _TIMEOUT = 30.0
 _CHUNK = 1 << 20
+_NO_RIGHT = "the user may not do that there: ask for the right, or push to a namespace of your own"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,15 +46,30 @@ def digest_of(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
-def _base(host: str) -> str:
-    """`http://127.0.0.1:5000/v2`, `https://registry-1.docker.io/v2` (Docker Hub's API host)."""
+def _scopes(repo: str, *, push: bool, mount_from: str | None) -> tuple[str, ...]:
+    """What a request needs granted; a mount reads the repository it mounts from, too."""
+    own = f"repository:{repo}:{'pull,push' if push else 'pull'}"
+    return (own, f"repository:{mount_from}:pull") if mount_from else (own,)
+
+
+def _params(challenge: str) -> dict[str, str]:
+    """`realm="...",service="...",scope="..."` of a WWW-Authenticate challenge."""
+    return dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+
+
+def _loopback(host: str) -> bool:
+    """`127.0.0.1:5000`, `localhost`, `[::1]:5000`: where Docker, too, speaks plain HTTP."""
     name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     try:
-        plain = name == "localhost" or ipaddress.ip_address(name.strip("[]")).is_loopback
+        return name == "localhost" or ipaddress.ip_address(name.strip("[]")).is_loopback
     except ValueError:
-        plain = False
-    # Docker, too, speaks plain HTTP only to loopback.
-    return f"{'http' if plain else 'https'}://{'registry-1.docker.io' if host == 'docker.io' else host}/v2"
+        return False
+
+
+def _base(host: str) -> str:
+    """`http://127.0.0.1:5000/v2`, `https://registry-1.docker.io/v2` (Docker Hub's API host)."""
+    scheme = "http" if _loopback(host) else "https"
+    return f"{scheme}://{'registry-1.docker.io' if host == 'docker.io' else host}/v2"
 
 
 class Registry:
@@ -66,7 +82,8 @@ class Registry:
         self.base = _base(host)
         self._auth = auth
         self._session = requests.Session()
-        self._bearer: dict[str, str] = {}  # scope -> token
+        self._bearer: dict[str, str] = {}  # scopes, space-separated -> token
+        self._realm: tuple[str, str] | None = None  # (realm, service) once the registry asked for a token
         self._basic = False  # set once the registry asked for Basic auth
         if auth and auth.get("password"):
             secrets.register(auth["password"])
@@ -89,6 +106,7 @@ class Registry:
         repo: str,
         *,
         push: bool = False,
+        mount_from: str | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         data: bytes | Iterator[bytes] | None = None,
@@ -97,13 +115,13 @@ class Registry:
         """One request, answering the registry's auth challenge once; 401/403 and no answer are errors."""
         import requests
 
-        scope = f"repository:{repo}:{'pull,push' if push else 'pull'}"
+        scopes = _scopes(repo, push=push, mount_from=mount_from)
 
         def send() -> requests.Response:
             sent = dict(headers or {})
             auth = None
-            if scope in self._bearer:
-                sent["Authorization"] = f"Bearer {self._bearer[scope]}"
+            if " ".join(scopes) in self._bearer:
+                sent["Authorization"] = f"Bearer {self._bearer[' '.join(scopes)]}"
             elif self._auth and self._basic:
                 auth = (self._auth["username"], self._auth["password"])
             return self._session.request(
@@ -118,9 +136,17 @@ class Registry:
             )
 
         try:
+            # Once the registry named its token service, a new scope's token comes before the request: a
+            # streamed body cannot be sent twice, so it must never meet a challenge.
+            fresh = self._realm is not None and " ".join(scopes) not in self._bearer
+            if fresh:
+                self._fetch_token(scopes)
             response = send()
-            # A streamed body cannot be sent twice; it only ever follows requests that settled the auth.
-            if response.status_code == 401 and self._authenticate(response, scope):
+            if (
+                response.status_code == 401
+                and isinstance(data, bytes | None)
+                and self._authenticate(response, scopes, fresh=fresh)
+            ):
                 response = send()
         except requests.RequestException as exc:
             raise RegistryError(
@@ -128,38 +154,80 @@ class Registry:
                 hint="is the registry running? (scripts/setup.sh starts the local ones)",
             ) from None
         if response.status_code in (401, 403):
-            raise RegistryError(
-                f"registry {self.host} refused {method} {url.removeprefix(self.base)} ({response.status_code})",
-                hint=f"log in with `docker login {self.host}`, or set HOOKBUILD_REGISTRY_USER and "
-                "HOOKBUILD_REGISTRY_PASSWORD",
-            )
+            raise self._refused(response, f"{method} {url.removeprefix(self.base)}", scopes)
         return response
 
-    def _authenticate(self, response: requests.Response, scope: str) -> bool:
+    def _authenticate(self, response: requests.Response, scopes: tuple[str, ...], *, fresh: bool) -> bool:
         """Answer a 401's challenge once; False when there is nothing new to try."""
-        challenge = response.headers.get("WWW-Authenticate", "")
-        if challenge.lower().startswith("basic"):
+        kind, _, rest = response.headers.get("WWW-Authenticate", "").partition(" ")
+        if kind.lower() == "basic":
             if self._basic or not self._auth:
                 return False
             self._basic = True
             return True
-        if not challenge.lower().startswith("bearer") or scope in self._bearer:
+        # A token issued for this very request that does not do is the service granting less than asked;
+        # an older one may just have expired (Docker Hub's last 300 s): renew it once.
+        if kind.lower() != "bearer" or fresh:
             return False
-        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        challenge = _params(rest)
+        self._realm = (challenge.get("realm", ""), challenge.get("service", ""))
+        self._fetch_token(scopes)
+        return True
+
+    def _fetch_token(self, scopes: tuple[str, ...]) -> None:
+        """A token for `scopes` from the realm the registry named, with our credentials (if any)."""
+        assert self._realm is not None
+        realm, service = self._realm
+        if self._auth and not (
+            realm.startswith("https://") or _loopback(realm.partition("://")[2].split("/")[0])
+        ):
+            raise RegistryError(
+                f"registry {self.host} names the token service {realm!r}: not HTTPS, so no password goes there",
+                hint="a registry outside loopback must name an https:// realm; check the registry's auth config",
+            )
         token_auth = (self._auth["username"], self._auth["password"]) if self._auth else None
         reply = self._session.get(
-            params.get("realm", ""),
-            params={"service": params.get("service", ""), "scope": scope},
-            auth=token_auth,
-            timeout=_TIMEOUT,
+            realm, params={"service": service, "scope": list(scopes)}, auth=token_auth, timeout=_TIMEOUT
         )
-        if reply.status_code != 200:
-            return False
-        body = reply.json()
-        token = str(body.get("token") or body.get("access_token") or "")
+        if reply.status_code in (401, 403):
+            raise RegistryError(
+                f"registry {self.host}: the token service {realm} refused {' '.join(scopes)} to {self._who} "
+                f"(HTTP {reply.status_code})",
+                hint=self._login_hint if reply.status_code == 401 else _NO_RIGHT,
+            )
+        try:
+            body = reply.json()
+            token = str(body.get("token") or body.get("access_token") or "")
+        except (ValueError, AttributeError):  # not JSON, or JSON but not an object
+            token = ""
+        if reply.status_code != 200 or not token:
+            detail = secrets.redact(reply.text.strip().replace("\n", " ")[:300])
+            raise RegistryError(
+                f"registry {self.host}: the token service {realm} gave no token (HTTP {reply.status_code}: {detail})",
+                hint="check the token service and its log, then retry",
+            )
         secrets.register(token)
-        self._bearer[scope] = token
-        return bool(token)
+        self._bearer[" ".join(scopes)] = token
+
+    def _refused(self, response: requests.Response, what: str, scopes: tuple[str, ...]) -> RegistryError:
+        kind, _, rest = response.headers.get("WWW-Authenticate", "").partition(" ")
+        error = _params(rest).get("error") if kind.lower() == "bearer" else None
+        if error == "insufficient_scope":
+            return RegistryError(
+                f"registry {self.host} refused {what} (401 insufficient_scope): its token service does not "
+                f"grant {' '.join(scopes)} to {self._who}",
+                hint=_NO_RIGHT,
+            )
+        why = f"{response.status_code} {error}" if error else str(response.status_code)
+        return RegistryError(f"registry {self.host} refused {what} ({why})", hint=self._login_hint)
+
+    @property
+    def _who(self) -> str:
+        return f"user {self._auth['username']!r}" if self._auth else "anonymous access"
+
+    @property
+    def _login_hint(self) -> str:
+        return f"log in with `docker login {self.host}`, or set HOOKBUILD_REGISTRY_USER and HOOKBUILD_REGISTRY_PASSWORD"
 
     def _fail(self, response: requests.Response, what: str) -> RegistryError:
         detail = response.text.strip().replace("\n", " ")[:300]
@@ -257,7 +325,7 @@ class Registry:
     def _upload(
         self, repo: str, digest: str, body: bytes | Iterator[bytes], location: str | None = None
     ) -> None:
-        location = location or self._start_upload(repo, params={})
+        location = location or self._start_upload(repo)
         assert location is not None
         response = self._request(
             "PUT",
@@ -271,12 +339,17 @@ class Registry:
         if response.status_code != 201:
             raise self._fail(response, f"upload of blob {repo}@{digest}")
 
-    def _start_upload(self, repo: str, *, params: Mapping[str, str]) -> str | None:
-        """The upload URL, or None when a cross-repository mount already placed the blob."""
+    def _start_upload(self, repo: str, *, mount: tuple[str, str] | None = None) -> str | None:
+        """The upload URL, or None when mounting (digest, from repository) already placed the blob."""
         response = self._request(
-            "POST", f"{self.base}/{repo}/blobs/uploads/", repo, push=True, params=dict(params)
+            "POST",
+            f"{self.base}/{repo}/blobs/uploads/",
+            repo,
+            push=True,
+            mount_from=mount[1] if mount else None,
+            params={"mount": mount[0], "from": mount[1]} if mount else None,
         )
-        if response.status_code == 201 and params:
+        if response.status_code == 201 and mount:
             return None
         if response.status_code != 202:
             raise self._fail(response, f"starting an upload to {repo}")
@@ -289,7 +362,7 @@ class Registry:
             return False
         location = None
         if source.host == self.host:
-            location = self._start_upload(repo, params={"mount": digest, "from": source_repo})
+            location = self._start_upload(repo, mount=(digest, source_repo))
             if location is None:
                 return True
         response = source._request(
