@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import token_server
 from conftest import ROOT, Ran, make_signing_key, registry_auth, run_invoke
 
 from hookbuild import config, record, variants
@@ -178,6 +180,41 @@ def test_promote_copies_by_digest_with_attachments_and_a_retry_is_a_no_op(releas
     verified = released.invoke("verify", released.ref, "--json")
     assert verified.returncode == 0, verified.stderr
     assert {c["location"] for c in json.loads(verified.stdout)["checks"]} == set(release.locations)
+
+
+def test_promote_to_a_token_registry_and_verify_there(released: Released, tmp_path: Path) -> None:
+    """Docker Hub, ghcr.io and quay.io challenge for a Bearer token: promote and verify go through a token
+    service (tests/token_server.py) there, with the one user and password hookbuild is given."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed; run scripts/setup.sh")
+    password = registry_auth()["password"]
+    grants = {f"{released.namespace}/": "pull,push"}
+    service = token_server.TokenService(users={"hookbuild": token_server.User(password, grants)})
+    env = {**released.env, "HOOKBUILD_REGISTRY_USER": "hookbuild", "HOOKBUILD_REGISTRY_PASSWORD": password}
+    saved = (
+        released.versions.read_bytes()
+    )  # the token registry goes away with this test: so does its location
+    try:
+        with (
+            token_server.serve(service) as realm,
+            token_server.registry(binary, tmp_path, realm, service) as host,
+        ):
+            argv = ("promote", released.ref, "--to", f"{host}/{released.namespace}", "--json")
+            ran = run_invoke(*argv, "--versions-file", str(released.versions), env=env)
+            assert ran.returncode == 0, ran.stderr
+            assert set(json.loads(ran.stdout)["copied"]) == {"image", "att", "sbom"}
+            verified = run_invoke(
+                "verify", released.ref, "--json", "--versions-file", str(released.versions), env=env
+            )
+            assert verified.returncode == 0, verified.stderr
+            checked = {c["location"] for c in json.loads(verified.stdout)["checks"]}
+            assert json.loads(ran.stdout)["location"] in checked
+            output = ran.stdout + ran.stderr + verified.stdout + verified.stderr
+            assert all(secret not in output for secret in (password, *service.issued))
+            assert service.issued  # the tokens were asked for and used
+    finally:
+        released.versions.write_bytes(saved)
 
 
 def test_a_moved_tag_fails(released: Released, docker_client: docker.DockerClient) -> None:
