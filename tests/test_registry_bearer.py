@@ -4,7 +4,7 @@ token service of the test's own (tests/token_server.py), the way Docker Hub, ghc
 Through the code that uses the client: the supply chain's attachment push and fetch, `release --repair`'s
 pointing a tag back, promote's blob copies (a mount within the registry, a stream from the Basic-auth one),
 tokens per scope and reused, an expired token renewed; wrong credentials and a refused push are one
-RegistryError line with neither the password nor a token in it.
+RegistryError line with neither the password nor a token in it. The Docker engine pushes there too.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import pytest
 import token_server
 from conftest import registry_auth
 
-from hookbuild.errors import ExitCode, RegistryError
+from hookbuild.errors import ExitCode, ImageError, RegistryError
 from hookbuild.images.reference import ImageRef
+from hookbuild.images.registry import push, require_pushed
 from hookbuild.images.registry_api import Registry, connector
 from hookbuild.release.truth import _point
 from hookbuild.supply import attach
@@ -195,3 +197,25 @@ def test_no_password_goes_to_a_plain_http_token_service_off_loopback(
             lambda: registry.manifest_digest("bearer/any", "latest"), caplog, token_registry.service
         )
     assert realm in line and "not HTTPS" in line, line
+
+
+@pytest.mark.docker
+def test_the_engine_pushes_there_too(
+    token_registry: TokenRegistry, docker_client: docker.DockerClient
+) -> None:
+    """The release's push stage (the Docker engine answers the challenge itself), read back by the engine and
+    by registry_api; the engine's refusal of a wrong password is one line without it."""
+    ref = ImageRef.parse(f"{token_registry.host}/bearer-{secrets.token_hex(4)}/busybox:1")
+    docker_client.images.get("hookbuild/busybox:1").tag(ref.name, ref.tag)
+    try:
+        wrong = {"username": "pusher", "password": secrets.token_hex(16)}
+        with pytest.raises(ImageError) as caught:
+            push(docker_client, ref, auth=wrong, on_progress=lambda _layer, _status: None)
+        assert wrong["password"] not in caught.value.line() and "\n" not in caught.value.line()
+        auth = {"username": "pusher", "password": PASSWORD}
+        digest = push(docker_client, ref, auth=auth, on_progress=lambda _layer, _status: None)
+        require_pushed(docker_client, ref, digest, auth=auth)
+    finally:
+        docker_client.images.remove(str(ref))
+    with login(token_registry, "reader") as api:
+        assert api.manifest_digest(ref.repository, ref.tag) == digest
