@@ -14,6 +14,7 @@ import time
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT
@@ -574,3 +575,25 @@ def test_a_write_does_not_cache_the_text_it_replaces(
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_bump_validates_the_whole_record_once(
+    seed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One full validation per write, cache or no cache: the new entry's lines are checked on their own."""
+    from hookbuild.record import schema
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    validated: list[str] = []
+    real = schema.validate
+
+    def counted(data: Any, *, text: str, name: str, path: Path | None) -> record.Record:
+        validated.append(name)
+        return real(data, text=text, name=name, path=path)
+
+    monkeypatch.setattr(schema, "validate", counted)
+    record_edit.bump(seed, "istio", "minor", "next")
+    assert validated == [str(seed)]
+    record.load(seed)  # the new text: a miss, validated once more
+    record_edit.set_status(seed, "istio@12.1", record.Status.DEPRECATED, "not needed")
+    assert validated == [str(seed)] * 2  # the write found the text its query cached
