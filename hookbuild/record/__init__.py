@@ -12,7 +12,7 @@ from hookbuild.record.model import (
     Record,
     Status,
     Upstream,
-    Variant,
+    VariantSection,
     iso,
     parse_ref,
 )
@@ -25,7 +25,7 @@ __all__ = [
     "Record",
     "Status",
     "Upstream",
-    "Variant",
+    "VariantSection",
     "iso",
     "load",
     "loads",

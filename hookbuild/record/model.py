@@ -148,7 +148,9 @@ class Provenance:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Variant:
+class VariantSection:
+    """A `[variants.NAME]` table of the record: how the variant is shown (its recipe is `variants.Variant`)."""
+
     name: str = field(metadata={"toml": False})
     title: str
     image: str = field(
@@ -226,7 +228,7 @@ class Entry:
 @dataclass(frozen=True, kw_only=True)
 class Record:
     path: Path | None
-    declared: Mapping[str, Variant]
+    declared: Mapping[str, VariantSection]
     entries: tuple[Entry, ...]
     """Grouped by variant (declaration order), oldest first within a variant."""
     schema: int = SCHEMA
@@ -237,7 +239,7 @@ class Record:
     def variants(self) -> tuple[str, ...]:
         return tuple(self.declared)
 
-    def variant(self, name: str) -> Variant:
+    def variant(self, name: str) -> VariantSection:
         if name not in self.declared:
             raise VersionError(
                 f"unknown variant {name!r} in {self.path or 'the record'}",

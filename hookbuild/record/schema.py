@@ -22,7 +22,16 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 import tomli
 
 from hookbuild.errors import RecordError, VersionError
-from hookbuild.record.model import NAME, READABLE_SCHEMAS, SCHEMA, Entry, Record, Status, Variant, parse_ref
+from hookbuild.record.model import (
+    NAME,
+    READABLE_SCHEMAS,
+    SCHEMA,
+    Entry,
+    Record,
+    Status,
+    VariantSection,
+    parse_ref,
+)
 from hookbuild.record.toml_text import KeyPath, line_of
 from hookbuild.version import Version
 
@@ -90,7 +99,7 @@ def _record(data: Mapping[str, Any], path: Path | None) -> Record:
     raw_variants = data.get("variants", {})
     if not isinstance(raw_variants, dict):
         raise _Problem(("variants",), "must be a table", "declare variants as [variants.NAME] tables")
-    declared: dict[str, Variant] = {}
+    declared: dict[str, VariantSection] = {}
     for name, raw in raw_variants.items():
         if not NAME.fullmatch(name):
             raise _Problem(
@@ -98,7 +107,7 @@ def _record(data: Mapping[str, Any], path: Path | None) -> Record:
             )
         if name in ("schema", "variants"):
             raise _Problem(("variants", name), "reserved name", "pick another variant name")
-        declared[name] = build(Variant, raw, ("variants", name), {"name": name})
+        declared[name] = build(VariantSection, raw, ("variants", name), {"name": name})
     entries: list[Entry] = []
     index_of: dict[tuple[str, Version], int] = {}
     for key, value in data.items():
