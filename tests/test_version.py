@@ -83,3 +83,42 @@ def test_parser_accepts_only_major_dot_minor(text: str) -> None:
         assert not valid
     else:
         assert valid and str(version) == text
+
+
+def _outcome(text: str) -> Version | str:
+    try:
+        return Version.parse(text)
+    except VersionError as exc:
+        return str(exc)
+
+
+EDGES = [
+    "1.2",
+    "0.0",
+    "01.2",
+    "1.02",
+    "00.0",
+    "999999.999999",
+    "1000000.0",
+    "0.1000000",
+    "+1.2",
+    "1.-2",
+    "\u0661.2",
+]
+
+
+@given(
+    st.from_regex(r"[0-9+v-]{0,8}\.[0-9+-]{0,8}", fullmatch=True)
+    | st.text(max_size=12)
+    | st.sampled_from(EDGES)
+)
+def test_plain_fast_path_agrees_with_semver(text: str) -> None:
+    """The regex that spares most parses the semver import must decide exactly as semver does."""
+    import re
+    from unittest import mock
+
+    from hookbuild import version
+
+    with mock.patch.object(version, "_PLAIN", re.compile(r"(?!)")):  # never matches: semver decides all
+        by_semver = _outcome(text)
+    assert _outcome(text) == by_semver
