@@ -147,12 +147,25 @@ def _created(container: Any) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
+def _listed(client: Any, ancestor: str) -> list[Any]:
+    """`containers.list`, which inspects each container it lists: one removed in between (a release cleaning
+    up after its Ctrl-C) is a NotFound for the whole list, so list again."""
+    import docker.errors
+
+    for _ in range(20):
+        try:
+            return list(client.containers.list(all=True, filters={"ancestor": ancestor}))
+        except docker.errors.NotFound:
+            time.sleep(0.1)
+    return list(client.containers.list(all=True, filters={"ancestor": ancestor}))
+
+
 def our_containers(client: Any, sample: SampleRelease, since: float) -> list[str]:
     """Containers this sample's releases created since `since` that still exist: build container, docker
     build steps, image checks. (Attributed by creation time and image, or by the mounted sample checkout.)"""
     found = {}
     for ancestor in (BUILD_IMAGE, sample.base_image):
-        for container in client.containers.list(all=True, filters={"ancestor": ancestor}):
+        for container in _listed(client, ancestor):
             try:
                 if _created(container) < since - 1:
                     continue

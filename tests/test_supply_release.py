@@ -237,7 +237,9 @@ def test_a_moved_tag_fails(released: Released, docker_client: docker.DockerClien
     assert line.startswith("error: tag moved:") and release.digest in line
 
 
-def test_no_sign_is_recorded_unsigned_and_verify_fails_closed(tmp_path: Path) -> None:
+def test_no_sign_is_recorded_unsigned_and_verify_fails_closed(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
     namespace = f"hookbuild-test-supply-{uuid.uuid4().hex[:8]}"
     env = {"HOOKBUILD_DIST": str(tmp_path), "HOOKBUILD_NAMESPACE": namespace}
     ran = run_invoke("release", "--variant", "istio", "--sample", "--no-sign", "--json", env=env)
@@ -255,6 +257,6 @@ def test_no_sign_is_recorded_unsigned_and_verify_fails_closed(tmp_path: Path) ->
             is None
         )
     verified = run_invoke("verify", ref, "--versions-file", str(versions), env=env)
-    docker.from_env().images.remove(release.image, noprune=True)
+    docker_client.images.remove(release.image, noprune=True)
     assert verified.returncode != 0
     assert verified.stderr.strip().splitlines()[-1].startswith(f"error: {ref} is recorded as unsigned")

@@ -125,7 +125,9 @@ def _base_image(run: Run) -> None:
     from hookbuild.images import engine, registry
 
     plan = run.plan
-    run.client = run.client or engine.connect()
+    if run.client is None:
+        run.client = engine.connect()
+        run.stack.callback(run.client.close)  # the last thing the run undoes: every stage is done with it
     auth = registry.credentials(ImageRef.parse_any(plan.base_image).registry, user=plan.registry_user)
     hint = (
         "run scripts/setup.sh, which makes the sample base images"
