@@ -122,6 +122,32 @@ def run(
     return Completed(returncode, "\n".join(lines))
 
 
+@dataclass(frozen=True)
+class Answer:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def ask(command: Command) -> Answer:
+    """Run a short query (`git status`) to completion and capture what it says; the caller reads the exit
+    status. Echoed at debug level only: a release asks several before anything happens."""
+    _require_program(command)
+    log.debug("$ %s", command.display())
+    inherited = {key: value for key, value in os.environ.items() if key not in secrets.ENV_NAMES}
+    done = subprocess.run(
+        command.argv,
+        cwd=command.cwd,
+        env={**inherited, **command.env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    return Answer(done.returncode, done.stdout, done.stderr)
+
+
 def _stop(proc: subprocess.Popen[str]) -> None:
     for sig, wait in ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         if proc.poll() is not None:
