@@ -10,6 +10,7 @@ The data lives in tests/data/bad_inputs/; the ELF files are the session's g++-bu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -682,7 +683,8 @@ def _prepare(case: Case, work: Path, samples: Samples) -> dict[str, str]:
             if arg.startswith("/home/.cache/"):  # the volume a real containerised build leaves
                 import docker
 
-                docker.from_env().volumes.create("cache")
+                with contextlib.closing(docker.from_env()) as client:  # an open socket fails a later test
+                    client.volumes.create("cache")
         elif kind == "link":
             path.symlink_to(arg)
         else:
