@@ -25,6 +25,11 @@ class Version:
         plain = _PLAIN.fullmatch(text) if isinstance(text, str) else None
         if plain:
             return cls(int(plain[1]), int(plain[2]))
+        return cls.parse_by_semver(text)
+
+    @classmethod
+    def parse_by_semver(cls, text: str) -> Version:
+        """`parse` without its fast path: semver decides (the tests hold the fast path to this)."""
         import semver
 
         if not isinstance(text, str) or text.count(".") != 1:

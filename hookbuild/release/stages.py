@@ -63,7 +63,7 @@ class Run:
     image_id: str | None = None
     digest: str | None = None
     started: datetime | None = None
-    connect: Callable[[str], Registry] | None = None  # registry clients for the sign stage (default: real)
+    connect: Callable[[str], Registry] | None = None  # registry clients (default: real; see registries())
     contents: Future[ImageContents] | None = None  # the image's packages for the SBOM, read beside the push
     signed: Signed | None = None  # what the sign stage attached; None for --no-sign
     build_images: list[BuildImage] = field(default_factory=list)  # seen running the build (supply.builder)
@@ -74,6 +74,12 @@ class Run:
     def docker(self) -> docker.DockerClient:
         assert self.client is not None, "the base image stage connects first"
         return self.client
+
+    def registries(self) -> Callable[[str], Registry]:
+        """Registry clients for the run: the caller's (tests), else real ones with the release's credentials."""
+        from hookbuild.images.registry_api import connector
+
+        return self.connect or connector(self.plan.registry_user)
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -110,7 +116,7 @@ def _sources(run: Run) -> None:
     run.key = inputs_key(run.plan, run.origin)
     existing = recorded(run.plan, run.key)
     if existing is not None and existing.release is not None:
-        truth.still_tagged(run.plan, existing.ref, existing.release, connect=run.connect)
+        truth.still_tagged(run.plan, existing.ref, existing.release, connect=run.registries())
     run.existing = existing.release if existing is not None else None
 
 

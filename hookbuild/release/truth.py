@@ -24,14 +24,12 @@ log = logging.getLogger("hookbuild")
 
 
 def still_tagged(
-    plan: Plan, ref: str, release: record.Provenance, *, connect: Callable[[str], Registry] | None = None
+    plan: Plan, ref: str, release: record.Provenance, *, connect: Callable[[str], Registry]
 ) -> None:
     """A retry reports a recorded release only if its tag still holds the recorded digest (or, with
     --repair, once the tag is pointed back at it): the record must not claim what the registry denies."""
-    from hookbuild.images.registry_api import connector
-
     image = ImageRef.parse(release.image)
-    with (connect or connector(plan.registry_user))(image.registry) as registry:
+    with connect(image.registry) as registry:
         found = registry.manifest_digest(image.repository, image.tag)
         if found == release.digest:
             return

@@ -48,10 +48,10 @@ def watching(sources: tuple[Path | None, ...]) -> Iterator[list[BuildImage]]:
 
 def _poll(wanted: set[str], found: dict[str, BuildImage], stop: threading.Event) -> None:
     """Runs beside the build; any engine problem only means no build image is recorded, never a failure."""
-    try:
-        import docker
+    from hookbuild.images import engine
 
-        client = docker.from_env()  # its own connection: the release's client stays on the main thread
+    try:
+        client = engine.connect()  # its own connection: the release's client stays on the main thread
     except Exception:  # a missing engine is the build's to report, not this thread's
         return
     try:

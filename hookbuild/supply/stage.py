@@ -86,11 +86,9 @@ def run(run: Run) -> None:
     assert run.digest is not None and run.info is not None and run.contents is not None
     from concurrent.futures import ThreadPoolExecutor
 
-    from hookbuild.images.registry_api import connector
-
     facts = build_facts(run)
     envelope = signing.sign_envelope(signer, provenance.payload(facts))
-    connect = run.connect or connector(plan.registry_user)
+    connect = run.registries()
     # The attestation goes up while the SBOM is put together; each upload has its own registry session.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookbuild-attach") as pool:
         att = pool.submit(_attach, connect, plan.image, run.digest, Kind.ATTESTATION, envelope)
