@@ -19,7 +19,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task
 
-from hookbuild import config, logs
+from hookbuild import collector, config, logs
 from hookbuild.errors import HookbuildError
 from hookbuild.secrets import redact
 
@@ -86,9 +86,7 @@ def task(
                 if collect_cycles:
                     fn(c, settings, *args, **kwargs)
                     return
-                from hookbuild.record.schema import paused_gc
-
-                with paused_gc():
+                with collector.paused_gc():
                     fn(c, settings, *args, **kwargs)
 
         body.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

@@ -7,13 +7,11 @@ entry: a 10,000-entry record costs a fraction of its TOML parse.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import functools
-import gc
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import tomli
 
+from hookbuild.collector import paused_gc
 from hookbuild.errors import RecordError, VersionError
 from hookbuild.record.model import (
     NAME,
@@ -398,20 +397,6 @@ def load_text(text: str, *, path: Path | None, store: bool = True) -> Record:
 
     with paused_gc():
         return cached(text, path, lambda: loads(text, path=path), store=store)
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """The cyclic collector paused while a record is parsed, validated, pickled or unpickled: that makes some
-    ten objects per entry, none of them in a cycle (reference counting frees them), and the collector would
-    walk the growing heap again and again, a third of a 10,000-entry load. Nested pauses are one pause."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def read_text(path: Path) -> str:
