@@ -101,3 +101,31 @@ def locked(
         yield True
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def locked_directory(
+    directory: Path, *, wait: bool = True, on_wait: Callable[[], None] | None = None
+) -> Iterator[bool]:
+    """Hold an flock on `directory` itself; like `locked`, but the lock is the directory: no lock file is made
+    in or beside it, so none is left behind, and none can be deleted while another process is taking it.
+
+    Yields False at once when another process holds it and `wait` is off. The descriptor is not inherited
+    (a build's daemons never keep the lock), and closing it releases the lock.
+    """
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                yield False
+                return
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)

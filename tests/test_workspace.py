@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookbuild.build.starlark import top_level_calls
-from hookbuild.build.workspace import backup_path, local_envoy, plan_edit, restore_stale
+from hookbuild.build.workspace import Edit, backup_path, local_envoy, plan_edit, restore_stale
 from hookbuild.errors import WorkspaceError
 
 DATA = Path(__file__).parent / "data" / "workspaces"
@@ -114,20 +115,30 @@ def test_restored_after_a_failed_build(tmp_path: Path) -> None:
     assert sorted(p.name for p in proxy.iterdir()) == [".git", "WORKSPACE"]
 
 
-def _while_edited(proxy: Path, stop: signal.Signals) -> None:
-    """A real process holds the edit (as a build would) until it gets `stop`."""
+def _editor(proxy: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """A real process that holds the edit (as a build would) for a minute; it logs when it has to wait."""
     script = textwrap.dedent(f"""
-        import time
+        import logging, time
         from pathlib import Path
         from hookbuild.build.workspace import local_envoy, plan_edit
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
         proxy = Path({str(proxy)!r})
         with local_envoy(proxy, plan_edit(proxy)):
             print("edited", flush=True)
             time.sleep(60)
     """)
-    with subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _while_edited(proxy: Path, stop: signal.Signals) -> None:
+    """A real process holds the edit (as a build would) until it gets `stop`."""
+    with _editor(proxy) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "edited"
         time.sleep(0.1)
         os.kill(proc.pid, stop)
@@ -149,6 +160,45 @@ def test_sigint_restores(tmp_path: Path) -> None:
     _while_edited(proxy, signal.SIGINT)
     assert digest(proxy / "WORKSPACE") == before
     assert sorted(p.name for p in proxy.iterdir()) == ["WORKSPACE"]
+
+
+def test_runs_on_a_checkout_without_git_take_turns(tmp_path: Path) -> None:
+    """Without `.git`, the lock is the checkout directory itself: a second run waits for the first (and a
+    restore leaves the first one's backup alone), and no lock file is left in the checkout or in TMPDIR."""
+    proxy = checkout(tmp_path, "cilium.WORKSPACE", git=False)
+    before = digest(proxy / "WORKSPACE")
+    env = {"TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    with _editor(proxy, env) as first:
+        assert first.stdout is not None and first.stdout.readline().strip() == "edited"
+        with _editor(proxy, env) as second:
+            assert second.stdout is not None and second.stderr is not None
+            while "waiting for another hookbuild run that builds in" not in (
+                line := second.stderr.readline()
+            ):
+                assert line, "the second run neither waited nor failed"
+            assert not select.select([second.stdout], [], [], 1)[0]  # still waiting: it has not edited
+            assert restore_stale(proxy) == []  # the live run's backup is not stale
+            assert digest(proxy / "WORKSPACE") != before
+            first.send_signal(signal.SIGINT)  # the first run ends (restoring the file): the second goes on
+            first.wait(timeout=10)
+            assert second.stdout.readline().strip() == "edited"
+            second.send_signal(signal.SIGINT)
+            second.wait(timeout=10)
+    assert digest(proxy / "WORKSPACE") == before
+    assert sorted(p.name for p in proxy.iterdir()) == ["WORKSPACE"]
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_a_missing_checkout_is_an_error_not_a_lock(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-proxy"
+    assert restore_stale(missing) == []
+    with (
+        pytest.raises(WorkspaceError, match="no repository rule named"),
+        local_envoy(missing, Edit(file=missing / "WORKSPACE", start=0, end=0, text="", describes="")),
+    ):
+        pass
+    assert not missing.exists()
 
 
 _starlark_text = st.lists(

@@ -7,13 +7,11 @@ A run killed outright leaves the backup, which the next run restores before anyt
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,20 +142,24 @@ def backup_path(proxy: Path, file: Path) -> Path:
 def _checkout_lock(proxy: Path, *, wait: bool = True) -> Iterator[bool]:
     """One run at a time edits (and builds with) a checkout; yields False when `wait` is off and it is taken.
 
-    An flock: the kernel releases it when its process dies, so a killed run never blocks the next one.
+    An flock: the kernel releases it when its process dies, so a killed run never blocks the next one. It
+    is `.git/hookbuild/checkout.lock` in a git checkout; without a `.git` directory, the checkout directory
+    itself, so nothing is added to the checkout and no lock file per checkout piles up elsewhere.
     """
+
+    def waiting() -> None:
+        log.info("waiting for another hookbuild run that builds in %s", proxy)
+
     git_dir = proxy / ".git"
+    lock: AbstractContextManager[bool]
     if git_dir.is_dir():
         (git_dir / "hookbuild").mkdir(exist_ok=True)
-        path = git_dir / "hookbuild" / "checkout.lock"
-    else:  # never a stray file in the checkout
-        key = hashlib.sha256(str(proxy.resolve()).encode()).hexdigest()[:16]
-        path = Path(tempfile.gettempdir()) / f"hookbuild-checkout-{key}.lock"
-    with fsutil.locked(
-        path,
-        wait=wait,
-        on_wait=lambda: log.info("waiting for another hookbuild run that builds in %s", proxy),
-    ) as held:
+        lock = fsutil.locked(git_dir / "hookbuild" / "checkout.lock", wait=wait, on_wait=waiting)
+    elif proxy.is_dir():
+        lock = fsutil.locked_directory(proxy, wait=wait, on_wait=waiting)
+    else:  # no checkout there: nothing to edit or restore, and plan_edit says so
+        lock = nullcontext(True)
+    with lock as held:
         yield held
 
 
