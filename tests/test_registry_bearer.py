@@ -84,10 +84,11 @@ def test_push_fetch_and_point_a_tag_back(
 
         assert registry.manifest_digest(repo, first.tag) == first.digest
         assert registry.manifest(repo, first.digest).digest == first.digest
-    # one token per scope, reused by every later request
+    # one token per scope, reused by every later request (the push asks first: it uploads without asking
+    # whether the blob is there)
     assert token_registry.service.asked[asked:] == [
-        (f"repository:{repo}:pull",),
         (f"repository:{repo}:pull,push",),
+        (f"repository:{repo}:pull",),
     ]
 
 
@@ -203,8 +204,9 @@ def test_no_password_goes_to_a_plain_http_token_service_off_loopback(
 def test_the_engine_pushes_there_too(
     token_registry: TokenRegistry, docker_client: docker.DockerClient
 ) -> None:
-    """The release's push stage (the Docker engine answers the challenge itself), read back by the engine and
-    by registry_api; the engine's refusal of a wrong password is one line without it."""
+    """The release's push stage (the Docker engine answers the challenge itself), read back through
+    registry_api as the stage does, and by another user; the engine's refusal of a wrong password is one
+    line without it."""
     ref = ImageRef.parse(f"{token_registry.host}/bearer-{secrets.token_hex(4)}/busybox:1")
     docker_client.images.get("hookbuild/busybox:1").tag(ref.name, ref.tag)
     try:
@@ -214,7 +216,10 @@ def test_the_engine_pushes_there_too(
         assert wrong["password"] not in caught.value.line() and "\n" not in caught.value.line()
         auth = {"username": "pusher", "password": PASSWORD}
         digest = push(docker_client, ref, auth=auth, on_progress=lambda _layer, _status: None)
-        require_pushed(docker_client, ref, digest, auth=auth)
+        with login(token_registry, "pusher") as api:
+            require_pushed(api, ref, digest)
+            with pytest.raises(ImageError, match="another push raced this one"):
+                require_pushed(api, ref, "sha256:" + "0" * 64)
     finally:
         docker_client.images.remove(str(ref))
     with login(token_registry, "reader") as api:

@@ -41,10 +41,19 @@ def _dirty(path: Path) -> bool:
 
 
 def inspect(path: Path, *, role: str) -> SourceState:
+    """The checkout's commit and dirty state, from one `git status` when `path` is a repository's top with
+    a commit (the usual case); otherwise asked step by step, to say exactly what is wrong."""
     if not path.is_dir():
         raise SourceError(
             f"{role} checkout {path} does not exist", hint=f"pass --{role} PATH to a git checkout"
         )
+    if (path / ".git").exists():  # git finds this very .git: `path` is its top level
+        status = _git(path, "--no-optional-locks", "status", "--porcelain=v2", "--branch")
+        lines = status.stdout.splitlines()
+        oid = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+        if status.returncode == 0 and oid is not None and oid != "(initial)":
+            dirty = any(not line.startswith("#") for line in lines if line.strip())
+            return SourceState(role=role, path=path.resolve(), commit=oid, dirty=dirty)
     top = _git(path, "rev-parse", "--show-toplevel")
     if top.returncode != 0:
         raise SourceError(

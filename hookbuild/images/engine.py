@@ -25,13 +25,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("hookbuild")
 
 
-def connect() -> docker.DockerClient:
+def connect(*, like: docker.DockerClient | None = None) -> docker.DockerClient:
+    """A client of the engine DOCKER_HOST names; `like` an open client, for another thread's own connection.
+
+    A new client asks the engine its API version, which is the reachability check; one made `like` a client
+    that already asked takes its version and talks to the engine only when used.
+    """
     import docker
     import docker.errors
 
     try:
-        client = docker.from_env()
-        client.ping()
+        client = docker.from_env(version=like.api.api_version if like is not None else "auto")
     except docker.errors.DockerException as exc:
         raise ToolMissing(
             f"cannot reach the Docker engine ({os.environ.get('DOCKER_HOST') or 'local socket'}): {exc}",

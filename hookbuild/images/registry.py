@@ -18,6 +18,8 @@ from hookbuild.images.reference import ImageRef
 if TYPE_CHECKING:
     import docker
 
+    from hookbuild.images.registry_api import Registry
+
 log = logging.getLogger("hookbuild")
 
 
@@ -84,22 +86,13 @@ def push(
     return digest
 
 
-def require_pushed(
-    client: docker.DockerClient, ref: ImageRef, digest: str, *, auth: Mapping[str, str] | None
-) -> None:
+def require_pushed(registry: Registry, ref: ImageRef, digest: str) -> None:
     """Ask the registry what the tag holds now: the release is recorded only if it is what we pushed."""
-    import docker.errors
-
-    try:
-        held = client.images.get_registry_data(str(ref), auth_config=dict(auth) if auth else None).id
-    except docker.errors.APIError as exc:
-        raise ImageError(
-            f"cannot read back {ref} from the registry after the push: {secrets.redact(str(exc.explanation or exc))}",
-            hint="check the registry; nothing was recorded",
-        ) from exc
+    held = registry.manifest_digest(ref.repository, ref.tag)
     if held != digest:
+        now = f"holds {held}" if held else "is not there"
         raise ImageError(
-            f"{ref} holds {held} right after hookbuild pushed {digest}: another push raced this one",
+            f"{ref} {now} right after hookbuild pushed {digest}: another push raced this one",
             hint="release again; nothing was recorded",
         )
 

@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hookbuild import secrets
@@ -72,19 +72,27 @@ def _base(host: str) -> str:
     return f"{scheme}://{'registry-1.docker.io' if host == 'docker.io' else host}/v2"
 
 
+@dataclass(kw_only=True)
+class Grants:
+    """What a registry host challenged for and granted, shared by the sessions one connector opens to it
+    (a release's threads each have their own): a later session does not meet the same challenge again."""
+
+    basic: bool = False  # the registry asked for Basic auth
+    realm: tuple[str, str] | None = None  # (realm, service) once the registry asked for a token
+    bearer: dict[str, str] = field(default_factory=dict)  # scopes, space-separated -> token
+
+
 class Registry:
     """One registry host. Credentials are a docker auth config ({username, password}) or None."""
 
-    def __init__(self, host: str, *, auth: Mapping[str, str] | None) -> None:
+    def __init__(self, host: str, *, auth: Mapping[str, str] | None, grants: Grants | None = None) -> None:
         import requests
 
         self.host = host
         self.base = _base(host)
         self._auth = auth
         self._session = requests.Session()
-        self._bearer: dict[str, str] = {}  # scopes, space-separated -> token
-        self._realm: tuple[str, str] | None = None  # (realm, service) once the registry asked for a token
-        self._basic = False  # set once the registry asked for Basic auth
+        self._grants = grants or Grants()
         if auth and auth.get("password"):
             secrets.register(auth["password"])
 
@@ -120,9 +128,9 @@ class Registry:
         def send() -> requests.Response:
             sent = dict(headers or {})
             auth = None
-            if " ".join(scopes) in self._bearer:
-                sent["Authorization"] = f"Bearer {self._bearer[' '.join(scopes)]}"
-            elif self._auth and self._basic:
+            if " ".join(scopes) in self._grants.bearer:
+                sent["Authorization"] = f"Bearer {self._grants.bearer[' '.join(scopes)]}"
+            elif self._auth and self._grants.basic:
                 auth = (self._auth["username"], self._auth["password"])
             return self._session.request(
                 method,
@@ -138,7 +146,7 @@ class Registry:
         try:
             # Once the registry named its token service, a new scope's token comes before the request: a
             # streamed body cannot be sent twice, so it must never meet a challenge.
-            fresh = self._realm is not None and " ".join(scopes) not in self._bearer
+            fresh = self._grants.realm is not None and " ".join(scopes) not in self._grants.bearer
             if fresh:
                 self._fetch_token(scopes)
             response = send()
@@ -161,23 +169,23 @@ class Registry:
         """Answer a 401's challenge once; False when there is nothing new to try."""
         kind, _, rest = response.headers.get("WWW-Authenticate", "").partition(" ")
         if kind.lower() == "basic":
-            if self._basic or not self._auth:
+            if self._grants.basic or not self._auth:
                 return False
-            self._basic = True
+            self._grants.basic = True
             return True
         # A token issued for this very request that does not do is the service granting less than asked;
         # an older one may just have expired (Docker Hub's last 300 s): renew it once.
         if kind.lower() != "bearer" or fresh:
             return False
         challenge = _params(rest)
-        self._realm = (challenge.get("realm", ""), challenge.get("service", ""))
+        self._grants.realm = (challenge.get("realm", ""), challenge.get("service", ""))
         self._fetch_token(scopes)
         return True
 
     def _fetch_token(self, scopes: tuple[str, ...]) -> None:
         """A token for `scopes` from the realm the registry named, with our credentials (if any)."""
-        assert self._realm is not None
-        realm, service = self._realm
+        assert self._grants.realm is not None
+        realm, service = self._grants.realm
         if self._auth and not (
             realm.startswith("https://") or _loopback(realm.partition("://")[2].split("/")[0])
         ):
@@ -207,7 +215,7 @@ class Registry:
                 hint="check the token service and its log, then retry",
             )
         secrets.register(token)
-        self._bearer[" ".join(scopes)] = token
+        self._grants.bearer[" ".join(scopes)] = token
 
     def _refused(self, response: requests.Response, what: str, scopes: tuple[str, ...]) -> RegistryError:
         kind, _, rest = response.headers.get("WWW-Authenticate", "").partition(" ")
@@ -317,9 +325,13 @@ class Registry:
         return data
 
     def push_blob(self, repo: str, data: bytes) -> str:
+        """Upload a small blob (an attachment's document or config) and return its digest.
+
+        Always uploaded: what hookbuild pushes this way is new (it names a new image digest), so asking
+        first would cost a round trip every time, and uploading what is there already changes nothing.
+        """
         digest = digest_of(data)
-        if not self.has_blob(repo, digest):
-            self._upload(repo, digest, data)
+        self._upload(repo, digest, data)
         return digest
 
     def _upload(
@@ -380,7 +392,9 @@ def connector(user: str | None) -> Callable[[str], Registry]:
     """Registry clients with hookbuild's credentials for each host (HOOKBUILD_REGISTRY_*, else Docker's)."""
     from hookbuild.images.registry import credentials
 
+    grants: dict[str, Grants] = {}
+
     def connect(host: str) -> Registry:
-        return Registry(host, auth=credentials(host, user=user))
+        return Registry(host, auth=credentials(host, user=user), grants=grants.setdefault(host, Grants()))
 
     return connect

@@ -94,7 +94,8 @@ def push(run: Run) -> None:
     supply_stage.read_contents(run)
     auth = registry.credentials(plan.image.registry, user=plan.registry_user)
     digest = registry.push(run.docker, plan.image, auth=auth, on_progress=_ProgressLog().line)
-    registry.require_pushed(run.docker, plan.image, digest, auth=auth)  # converged? only then record
+    with run.registries()(plan.image.registry) as held:  # converged? only then record
+        registry.require_pushed(held, plan.image, digest)
     run.digest = digest
 
 

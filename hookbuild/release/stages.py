@@ -76,10 +76,13 @@ class Run:
         return self.client
 
     def registries(self) -> Callable[[str], Registry]:
-        """Registry clients for the run: the caller's (tests), else real ones with the release's credentials."""
-        from hookbuild.images.registry_api import connector
+        """Registry clients for the run: the caller's (tests), else real ones with the release's credentials,
+        one connector for the whole run, so its sessions share what each registry granted."""
+        if self.connect is None:
+            from hookbuild.images.registry_api import connector
 
-        return self.connect or connector(self.plan.registry_user)
+            self.connect = connector(self.plan.registry_user)
+        return self.connect
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:

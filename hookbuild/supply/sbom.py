@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hookbuild.errors import SupplyError
 
@@ -80,22 +80,31 @@ def parse_os_release(text: str) -> dict[str, str]:
 
 
 def image_contents(client: docker.DockerClient, image: str) -> ImageContents:
-    """What an image installs, read from its files in a created (never started) container."""
+    """What an image installs, read from its files in a created (never started) container.
+
+    The low-level API: the high-level `containers.create` inspects the container it made, a round trip
+    nothing here reads.
+    """
     import docker.errors
+    import requests
 
     try:
-        container = client.containers.create(image, entrypoint=["/nonexistent"])
-    except docker.errors.APIError as exc:
+        container = str(client.api.create_container(image, entrypoint=["/nonexistent"])["Id"])
+        try:
+            files = _read(client, container, "/var/lib/dpkg/status") or {}
+            files.update(_read(client, container, "/var/lib/dpkg/status.d") or {})
+            os_release = (
+                _read(client, container, "/usr/lib/os-release")
+                or _read(client, container, "/etc/os-release")
+                or {}
+            )
+        finally:
+            client.api.remove_container(container, force=True)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         raise SupplyError(
-            f"cannot read the packages of {image}: {exc.explanation or exc}",
-            hint="is the image on the engine?",
+            f"cannot read the packages of {image}: {getattr(exc, 'explanation', None) or exc}",
+            hint="is the image on the engine, and the engine up?",
         ) from exc
-    try:
-        files = _read(container, "/var/lib/dpkg/status") or {}
-        files.update(_read(container, "/var/lib/dpkg/status.d") or {})
-        os_release = _read(container, "/usr/lib/os-release") or _read(container, "/etc/os-release") or {}
-    finally:
-        container.remove(force=True)
     packages = {(p.name, p.architecture): p for text in files.values() for p in parse_dpkg_status(text)}
     info = parse_os_release(next(iter(os_release.values()), ""))
     return ImageContents(
@@ -105,12 +114,12 @@ def image_contents(client: docker.DockerClient, image: str) -> ImageContents:
     )
 
 
-def _read(container: Any, path: str) -> dict[str, str] | None:
+def _read(client: docker.DockerClient, container: str, path: str) -> dict[str, str] | None:
     """The regular files at `path` (a file or a directory) as text; None if the path does not exist."""
     import docker.errors
 
     try:
-        stream, _ = container.get_archive(path)
+        stream, _ = client.api.get_archive(container, path)
         data = b"".join(stream)
     except docker.errors.NotFound:
         return None

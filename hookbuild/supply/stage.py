@@ -22,6 +22,7 @@ __all__ = ["BuildImage", "Signed", "build_facts", "describe", "read_contents", "
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import docker
     from docker.models.images import Image
 
     from hookbuild.images.reference import ImageRef
@@ -66,13 +67,13 @@ def read_contents(run: Run) -> None:
     assert run.image_id is not None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookbuild-sbom")
     run.stack.callback(pool.shutdown)
-    run.contents = pool.submit(_contents, run.image_id)
+    run.contents = pool.submit(_contents, run.docker, run.image_id)
 
 
-def _contents(image_id: str) -> sbom.ImageContents:
+def _contents(release_client: docker.DockerClient, image_id: str) -> sbom.ImageContents:
     from hookbuild.images import engine
 
-    client = engine.connect()  # its own connection: the release's client stays on the main thread
+    client = engine.connect(like=release_client)  # its own: the release's client stays on the main thread
     try:
         return sbom.image_contents(client, image_id)
     finally:
