@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_task
 
+from hookbuild import variants
 from hookbuild.build import bazelrc
 from hookbuild.build.spec import CheckoutShapeError
 from hookbuild.build.systems import cilium_make, envoy_ci, istio_make
+from hookbuild.errors import UsageError
 
 EXAMPLES = ROOT / "examples"
 
@@ -301,3 +303,12 @@ def test_istio_checkout_paths_with_spaces_build_through_links_and_selinux_is_not
     assert env["BAZEL_STARTUP_ARGS"] == f"--output_user_root={istio_make.output_root(proxy)}"
     notes = build["notes"]
     assert isinstance(notes, list) and any("SELinux :z" in note for note in notes)
+
+
+def test_every_variant_is_found_by_its_own_name() -> None:
+    """The table of variants names each one's module: the name asked for is the name the recipe has."""
+    assert variants.NAMES == ("istio", "cilium", "envoy", "istio-perf")
+    for name in variants.NAMES:
+        assert variants.get(name).name == name
+    with pytest.raises(UsageError, match="unknown variant 'istio-proxy'"):
+        variants.get("istio-proxy")
