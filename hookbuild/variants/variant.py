@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from hookbuild.build.spec import BuildSystem
+if TYPE_CHECKING:
+    from hookbuild.build.spec import BuildSystem
 
 
 @dataclass(frozen=True, kw_only=True)
