@@ -83,6 +83,10 @@ def release(
     from hookbuild.release.request import EnvoyMode, Request
     from hookbuild.version import Version
 
+    if not dry_run:
+        from hookbuild.release import warm
+
+        warm.import_engine()
     try:
         mode = EnvoyMode(envoy_mode)
     except ValueError:

@@ -1,4 +1,5 @@
-"""The imports of the stages after the build, done while the build runs.
+"""Imports done on a thread while the release waits on something else: the Docker SDK while the plan asks
+git, and the stages after the build while the build runs.
 
 Waiting on the build leaves the GIL free, so a thread can import what the hookpoints, scripts, sign and record
 stages need (~0.35 s: numpy-free symbols, the probe templates, tomlkit, cryptography, the CycloneDX model and
@@ -10,6 +11,25 @@ would not import anyway.
 from __future__ import annotations
 
 import threading
+
+
+def import_engine() -> threading.Thread:
+    """Start importing the Docker SDK (and requests) on a daemon thread, at the start of a release.
+
+    Every release needs it: the base image stage talks to the engine, and a retry reads the registry with
+    the Docker config's credentials. The plan and the sources stage before them mostly wait on git, and
+    the import proceeds meanwhile.
+    """
+    thread = threading.Thread(target=_import_engine, name="hookbuild-imports", daemon=True)
+    thread.start()
+    return thread
+
+
+def _import_engine() -> None:
+    import contextlib
+
+    with contextlib.suppress(ImportError):  # the stage that needs it says so, as one line
+        import docker.auth  # noqa: F401 (docker, requests)
 
 
 def import_later_stages() -> threading.Thread:
