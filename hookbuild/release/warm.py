@@ -28,7 +28,9 @@ def import_engine() -> threading.Thread:
 def _import_engine() -> None:
     import contextlib
 
-    with contextlib.suppress(ImportError):  # the stage that needs it says so, as one line
+    # A failed import is reported, as one line, by the stage that needs the module; a release that ends
+    # early (a refused plan) may end while this thread still imports, which must not print anything.
+    with contextlib.suppress(Exception):
         import docker.auth  # noqa: F401 (docker, requests)
 
 
