@@ -260,3 +260,50 @@ def test_no_sign_is_recorded_unsigned_and_verify_fails_closed(
     docker_client.images.remove(release.image, noprune=True)
     assert verified.returncode != 0
     assert verified.stderr.strip().splitlines()[-1].startswith(f"error: {ref} is recorded as unsigned")
+
+
+def test_the_image_the_label_step_starts_from_has_the_final_files(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """engine.build hands over the image its appended LABEL step starts from, once: the built image's layers
+    without its labels, so the SBOM read from it is the built image's. No labels, no such image."""
+    from hookbuild.images import engine
+    from hookbuild.supply import sbom
+
+    context = tmp_path / "context"
+    (context / "tracing").mkdir(parents=True)
+    shutil.copy(ROOT / "dockerfiles" / "custom_istio.dockerfile", context / "Dockerfile")
+    (context / "envoy").write_bytes(b"#!/bin/sh\n")
+    (context / "tracing" / "trace.bt").write_text(f"// {uuid.uuid4().hex}\n")  # a step of its own
+    unique = uuid.uuid4().hex
+    early: list[str] = []
+    built = engine.build(
+        docker_client,
+        context=context,
+        dockerfile="Dockerfile",
+        buildargs={"BASE_IMAGE": "hookbuild-sample/proxyv2:sample", "PACKAGES": ""},
+        labels={"io.hookbuild.test": unique},
+        on_line=lambda _line: None,
+        on_files=early.append,
+    )
+    try:
+        assert len(early) == 1
+        final, before = docker_client.images.get(built), docker_client.images.get(early[0])
+        assert final.id != before.id and final.attrs["RootFS"] == before.attrs["RootFS"]
+        assert final.labels["io.hookbuild.test"] == unique and "io.hookbuild.test" not in before.labels
+        contents = sbom.image_contents(docker_client, early[0])
+        assert contents.packages and contents == sbom.image_contents(docker_client, built)
+    finally:
+        docker_client.images.remove(built, force=True)
+    shutil.copy(ROOT / "dockerfiles" / "custom_istio.dockerfile", context / "Dockerfile")  # without the LABEL
+    plain = engine.build(
+        docker_client,
+        context=context,
+        dockerfile="Dockerfile",
+        buildargs={"BASE_IMAGE": "hookbuild-sample/proxyv2:sample", "PACKAGES": ""},
+        labels={},
+        on_line=lambda _line: None,
+        on_files=early.append,
+    )
+    docker_client.images.remove(plain, force=True)
+    assert len(early) == 1

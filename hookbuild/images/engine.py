@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -59,16 +60,20 @@ def build(
     buildargs: Mapping[str, str],
     labels: Mapping[str, str],
     on_line: Callable[[str], None],
+    on_files: Callable[[str], None] | None = None,
 ) -> str:
     """Build and return the image ID; every line of the build log goes to `on_line`.
 
     The labels go in as one LABEL instruction appended to the context's Dockerfile: the classic builder
-    turns the API's `labels` into one step (and one container) per label.
+    turns the API's `labels` into one step (and one container) per label. A label changes no file, so the
+    image the step before it made already holds the final image's files: `on_files` gets its ID as soon
+    as the LABEL step starts (not at all if the log does not show it), for whoever reads those files.
     """
     import json
 
     import docker.errors
 
+    watch = _LastStep(on_files) if labels and on_files else None
     if labels:
         instruction = " ".join(f"{json.dumps(key)}={json.dumps(value)}" for key, value in labels.items())
         with (context / dockerfile).open("a", encoding="utf-8") as handle:
@@ -89,6 +94,8 @@ def build(
             for line in str(chunk.get("stream", "")).splitlines():
                 if line.strip():
                     on_line(line)
+                    if watch is not None:
+                        watch.line(line)
             aux = chunk.get("aux")
             if isinstance(aux, dict) and "ID" in aux:
                 image_id = str(aux["ID"])
@@ -97,6 +104,25 @@ def build(
     if image_id is None:
         raise ImageError(f"docker build of {context / dockerfile} reported no image ID")
     return image_id
+
+
+class _LastStep:
+    """Reads the classic builder's log: `Step 8/8 : LABEL ...` starts the last step, and the ` ---> ID` just
+    before it is the image the steps before it made."""
+
+    _RESULT = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
+    _LAST = re.compile(r"^Step (\d+)/\1 : LABEL ")
+
+    def __init__(self, on_files: Callable[[str], None]) -> None:
+        self._on_files: Callable[[str], None] | None = on_files
+        self._made: str | None = None
+
+    def line(self, line: str) -> None:
+        if found := self._RESULT.match(line):
+            self._made = found.group(1)
+        elif self._on_files is not None and self._made and self._LAST.match(line):
+            self._on_files(self._made)
+            self._on_files = None
 
 
 def ensure(

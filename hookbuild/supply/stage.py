@@ -52,22 +52,21 @@ def describe(plan: Plan) -> list[str]:
     ]
 
 
-def read_contents(run: Run) -> None:
-    """Start reading the built image's OS packages for the SBOM, on a thread beside the push.
+def read_contents(run: Run, image: str) -> None:
+    """Start reading the OS packages in `image`'s files for the SBOM, on a thread beside the release.
 
-    It needs only the image (a created container, its dpkg database read out), the push only the engine's
-    upload: done one after the other they were the longest wait of the release after the build. The run's
-    stack waits for the thread, so its container is gone before the release's local tag may be removed
-    (a container keeps an image's last tag from being removed).
+    `image` is the built image, or the image its last step (the labels) started from: the same files. It
+    needs only those (a created container, its dpkg database read out), the push only the engine's upload.
+    The run's stack waits for the thread, so its container is gone before the release's local tag may be
+    removed (a container keeps an image's last tag from being removed).
     """
     if run.plan.signer is None:
         return  # --no-sign: no SBOM
     from concurrent.futures import ThreadPoolExecutor
 
-    assert run.image_id is not None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookbuild-sbom")
     run.stack.callback(pool.shutdown)
-    run.contents = pool.submit(_contents, run.docker, run.image_id)
+    run.contents = pool.submit(_contents, run.docker, image)
 
 
 def _contents(release_client: docker.DockerClient, image_id: str) -> sbom.ImageContents:
