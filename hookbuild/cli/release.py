@@ -10,7 +10,6 @@ from invoke.context import Context
 from hookbuild.cli.output import print_json
 from hookbuild.cli.task import task
 from hookbuild.config import Settings
-from hookbuild.release import warm
 from hookbuild.variants import choices
 
 if TYPE_CHECKING:
@@ -84,8 +83,6 @@ def release(
     from hookbuild.release.request import EnvoyMode, Request
     from hookbuild.version import Version
 
-    if not dry_run:
-        warm.import_engine()
     try:
         mode = EnvoyMode(envoy_mode)
     except ValueError:

@@ -1,37 +1,16 @@
-"""Imports done on a thread while the release waits on something else: the Docker SDK while the plan asks
-git, and the stages after the build while the build runs.
+"""The imports of the stages after the build, done while the build runs.
 
 Waiting on the build leaves the GIL free, so a thread can import what the hookpoints, scripts, sign and record
 stages need (~0.35 s: numpy-free symbols, the probe templates, tomlkit, cryptography, the CycloneDX model and
 its JSON writer) off the release's critical path. hookbuild has no import cycle (tests/test_layout.py), so
 the main thread importing the same modules meanwhile only waits for them; nothing is imported that a release
-would not import anyway.
+would not import anyway. Nothing before the build imports on a thread: a Ctrl-C that lands while the main
+thread imports too can leave Python's import locks held for good (seen: a release that never ended).
 """
 
 from __future__ import annotations
 
 import threading
-
-
-def import_engine() -> threading.Thread:
-    """Start importing the Docker SDK (and requests) on a daemon thread, at the start of a release.
-
-    Every release needs it: the base image stage talks to the engine, and a retry reads the registry with
-    the Docker config's credentials. The plan and the sources stage before them mostly wait on git, and
-    the import proceeds meanwhile.
-    """
-    thread = threading.Thread(target=_import_engine, name="hookbuild-imports", daemon=True)
-    thread.start()
-    return thread
-
-
-def _import_engine() -> None:
-    import contextlib
-
-    # A failed import is reported, as one line, by the stage that needs the module; a release that ends
-    # early (a refused plan) may end while this thread still imports, which must not print anything.
-    with contextlib.suppress(Exception):
-        import docker.auth  # noqa: F401 (docker, requests)
 
 
 def import_later_stages() -> threading.Thread:
