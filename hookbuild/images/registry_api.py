@@ -393,8 +393,13 @@ def connector(user: str | None) -> Callable[[str], Registry]:
     from hookbuild.images.registry import credentials
 
     grants: dict[str, Grants] = {}
+    # Looked up once per host: a credential helper of the Docker config (ecr-login, gcloud) is a process to
+    # run, and a release connects to its registry from several stages and threads.
+    auths: dict[str, dict[str, str] | None] = {}
 
     def connect(host: str) -> Registry:
-        return Registry(host, auth=credentials(host, user=user), grants=grants.setdefault(host, Grants()))
+        if host not in auths:
+            auths[host] = credentials(host, user=user)
+        return Registry(host, auth=auths[host], grants=grants.setdefault(host, Grants()))
 
     return connect
