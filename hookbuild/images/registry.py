@@ -5,9 +5,10 @@ The SDK's push reports failures inside an HTTP-200 stream (docker-py #3161): eve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hookbuild import secrets
@@ -62,21 +63,25 @@ def push(
 
     digest: str | None = None
     try:
-        stream: Iterator[dict[str, Any]] = client.api.push(
-            ref.name, tag=ref.tag, auth_config=dict(auth) if auth else None, stream=True, decode=True
-        )
-        for chunk in stream:
-            if error := stream_errors(chunk):
-                raise ImageError(
-                    f"push of {ref} failed: {secrets.redact(error.strip())}",
-                    hint=_push_hint(error),
-                )
-            aux = chunk.get("aux")
-            if isinstance(aux, dict) and "Digest" in aux:
-                digest = str(aux["Digest"])
-            if status := chunk.get("status"):
-                layer = chunk.get("id")
-                on_progress(str(layer) if layer and layer != ref.tag else None, str(status))
+        # Closed on any way out: a failure read from the stream leaves the rest unread, and the error's
+        # traceback keeps this frame, and so the stream's connection to the engine, for the cyclic collector.
+        with contextlib.closing(
+            client.api.push(
+                ref.name, tag=ref.tag, auth_config=dict(auth) if auth else None, stream=True, decode=True
+            )
+        ) as stream:
+            for chunk in stream:
+                if error := stream_errors(chunk):
+                    raise ImageError(
+                        f"push of {ref} failed: {secrets.redact(error.strip())}",
+                        hint=_push_hint(error),
+                    )
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and "Digest" in aux:
+                    digest = str(aux["Digest"])
+                if status := chunk.get("status"):
+                    layer = chunk.get("id")
+                    on_progress(str(layer) if layer and layer != ref.tag else None, str(status))
     except docker.errors.APIError as exc:
         raise ImageError(
             f"push of {ref} failed: {secrets.redact(str(exc.explanation or exc))}", hint=_push_hint(str(exc))
