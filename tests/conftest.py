@@ -156,3 +156,18 @@ def registry_auth() -> dict[str, str]:
     if not password.is_file():
         pytest.fail("no local registry credentials; run scripts/setup.sh")
     return {"username": "hookbuild", "password": password.read_text().strip()}
+
+
+SAMPLE_ISTIO_BUILDARGS = {"BASE_IMAGE": "hookbuild-sample/proxyv2:sample", "PACKAGES": ""}
+
+
+def istio_image_context(folder: Path, trace: str) -> Path:
+    """A build context for the istio Dockerfile on the sample proxyv2 (SAMPLE_ISTIO_BUILDARGS): a stand-in
+    envoy and one trace script with the text given."""
+    import shutil
+
+    (folder / "tracing").mkdir(parents=True)
+    shutil.copy(ROOT / "dockerfiles" / "custom_istio.dockerfile", folder / "Dockerfile")
+    (folder / "envoy").write_bytes(b"#!/bin/sh\n")
+    (folder / "tracing" / "trace.bt").write_text(trace)
+    return folder

@@ -15,7 +15,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import INVOKE, ROOT, run_task
+from conftest import INVOKE, ROOT, SAMPLE_ISTIO_BUILDARGS, istio_image_context, run_task
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -856,22 +856,17 @@ def test_an_edit_into_what_an_alias_shares_is_refused() -> None:
 def test_istio_image_carries_bpftrace(docker_client: Any, tmp_path: Path) -> None:
     """The istio Dockerfile on the sample proxyv2 (Debian, as Istio's is Ubuntu): `bpftrace` runs in it, so
     `trace_all.sh -m exec` can trace inside the sidecar."""
-    import shutil
     import uuid
 
     from hookbuild.images import engine
 
-    context = tmp_path / "context"
-    (context / "tracing").mkdir(parents=True)
-    shutil.copy(ROOT / "dockerfiles" / "custom_istio.dockerfile", context / "Dockerfile")
-    (context / "envoy").write_bytes(b"#!/bin/sh\n")
-    (context / "tracing" / "trace.bt").write_text("BEGIN { exit(); }\n")
+    context = istio_image_context(tmp_path / "context", "BEGIN { exit(); }\n")
     lines: list[str] = []
     image = engine.build(
         docker_client,
         context=context,
         dockerfile="Dockerfile",
-        buildargs={"BASE_IMAGE": "hookbuild-sample/proxyv2:sample", "PACKAGES": ""},
+        buildargs=SAMPLE_ISTIO_BUILDARGS,
         labels={"io.hookbuild.test": f"cluster-{uuid.uuid4().hex[:8]}"},
         on_line=lines.append,
     )

@@ -18,7 +18,15 @@ from pathlib import Path
 import docker
 import pytest
 import token_server
-from conftest import ROOT, Ran, make_signing_key, registry_auth, run_invoke
+from conftest import (
+    ROOT,
+    SAMPLE_ISTIO_BUILDARGS,
+    Ran,
+    istio_image_context,
+    make_signing_key,
+    registry_auth,
+    run_invoke,
+)
 
 from hookbuild import config, record, variants
 from hookbuild.errors import RegistryError
@@ -270,18 +278,14 @@ def test_the_image_the_label_step_starts_from_has_the_final_files(
     from hookbuild.images import engine
     from hookbuild.supply import sbom
 
-    context = tmp_path / "context"
-    (context / "tracing").mkdir(parents=True)
-    shutil.copy(ROOT / "dockerfiles" / "custom_istio.dockerfile", context / "Dockerfile")
-    (context / "envoy").write_bytes(b"#!/bin/sh\n")
-    (context / "tracing" / "trace.bt").write_text(f"// {uuid.uuid4().hex}\n")  # a step of its own
+    trace = f"// {uuid.uuid4().hex}\n"  # a step of its own
     unique = uuid.uuid4().hex
     early: list[str] = []
     built = engine.build(
         docker_client,
-        context=context,
+        context=istio_image_context(tmp_path / "labelled", trace),
         dockerfile="Dockerfile",
-        buildargs={"BASE_IMAGE": "hookbuild-sample/proxyv2:sample", "PACKAGES": ""},
+        buildargs=SAMPLE_ISTIO_BUILDARGS,
         labels={"io.hookbuild.test": unique},
         on_line=lambda _line: None,
         on_files=early.append,
@@ -295,12 +299,11 @@ def test_the_image_the_label_step_starts_from_has_the_final_files(
         assert contents.packages and contents == sbom.image_contents(docker_client, built)
     finally:
         docker_client.images.remove(built, force=True)
-    shutil.copy(ROOT / "dockerfiles" / "custom_istio.dockerfile", context / "Dockerfile")  # without the LABEL
     plain = engine.build(
         docker_client,
-        context=context,
+        context=istio_image_context(tmp_path / "plain", trace),
         dockerfile="Dockerfile",
-        buildargs={"BASE_IMAGE": "hookbuild-sample/proxyv2:sample", "PACKAGES": ""},
+        buildargs=SAMPLE_ISTIO_BUILDARGS,
         labels={},
         on_line=lambda _line: None,
         on_files=early.append,

@@ -147,13 +147,15 @@ def ensure(
 
 
 @contextmanager
-def _container(client: docker.DockerClient, image: str) -> Iterator[Any]:
-    """A created (never started) container, removed on the way out whatever happens."""
-    container = client.containers.create(image, entrypoint=["/nonexistent"])
+def scratch(client: docker.DockerClient, image: str) -> Iterator[str]:
+    """The ID of a created (never started) container of `image`, to read its files; removed on the way out
+    whatever happens. The low-level API: the SDK's `containers.create` inspects what it made, a round trip
+    nothing here reads."""
+    container = str(client.api.create_container(image, entrypoint=["/nonexistent"])["Id"])
     try:
         yield container
     finally:
-        container.remove(force=True)
+        client.api.remove_container(container, force=True)
 
 
 def copy_file(client: docker.DockerClient, image: str, path: str, dest: Path) -> Path:
@@ -164,8 +166,8 @@ def copy_file(client: docker.DockerClient, image: str, path: str, dest: Path) ->
     import docker.errors
 
     try:
-        with _container(client, image) as container:
-            stream, _ = container.get_archive(path)
+        with scratch(client, image) as container:
+            stream, _ = client.api.get_archive(container, path)
             data = b"".join(stream)
     except docker.errors.NotFound as exc:
         raise ImageError(f"{image} has no {path}", hint="is this the right release image?") from exc

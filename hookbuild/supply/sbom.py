@@ -80,17 +80,14 @@ def parse_os_release(text: str) -> dict[str, str]:
 
 
 def image_contents(client: docker.DockerClient, image: str) -> ImageContents:
-    """What an image installs, read from its files in a created (never started) container.
-
-    The low-level API: the high-level `containers.create` inspects the container it made, a round trip
-    nothing here reads.
-    """
+    """What an image installs, read from its files in a created (never started) container."""
     import docker.errors
     import requests
 
+    from hookbuild.images import engine
+
     try:
-        container = str(client.api.create_container(image, entrypoint=["/nonexistent"])["Id"])
-        try:
+        with engine.scratch(client, image) as container:
             files = _read(client, container, "/var/lib/dpkg/status") or {}
             files.update(_read(client, container, "/var/lib/dpkg/status.d") or {})
             os_release = (
@@ -98,8 +95,6 @@ def image_contents(client: docker.DockerClient, image: str) -> ImageContents:
                 or _read(client, container, "/etc/os-release")
                 or {}
             )
-        finally:
-            client.api.remove_container(container, force=True)
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise SupplyError(
             f"cannot read the packages of {image}: {getattr(exc, 'explanation', None) or exc}",

@@ -1,7 +1,7 @@
 """Variants: one recipe per line of the record (istio, cilium, envoy, istio-perf), in one typed table.
 
 A recipe is data: where the sample sources are, which build system drives it, which dockerfile and base
-image make the image, where the binary goes. Adding a variant is one module here (listed in `_MODULES`),
+image make the image, where the binary goes. Adding a variant is one module here (listed in `_LOADERS`),
 one dockerfile and one section of the record. A variant's module (and its build system) is imported only
 when that variant is asked for: help strings need the names alone, and a release only its own variant.
 """
@@ -38,17 +38,17 @@ def _istio_perf() -> Variant:
     return VARIANT
 
 
-_MODULES: dict[str, Callable[[], Variant]] = {
+_LOADERS: dict[str, Callable[[], Variant]] = {
     "istio": _istio,
     "cilium": _cilium,
     "envoy": _envoy,
     "istio-perf": _istio_perf,
 }
-NAMES = tuple(_MODULES)
+NAMES = tuple(_LOADERS)
 
 
 def get(name: str) -> Variant:
-    load = _MODULES.get(name)
+    load = _LOADERS.get(name)
     if load is None:
         raise UsageError(f"unknown variant {name!r}", hint=f"choose one of: {', '.join(NAMES)}")
     return load()
