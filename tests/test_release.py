@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -262,3 +263,33 @@ def test_dirty_sources_are_refused(tmp_path: Path) -> None:
     ran = release_checkouts(tmp_path, envoy, proxy, versions)
     assert ran.returncode == 1
     assert "uncommitted changes in envoy" in ran.stderr and "--allow-dirty" in ran.stderr
+
+
+def test_a_build_stopped_between_create_and_start_leaves_no_container(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """What an interrupted `docker run --rm` leaves (created, never started) is removed when it mounts the
+    build's checkouts and was made during the build; anything else on the engine is left alone."""
+    import time
+
+    checkout, other = tmp_path / "proxy", tmp_path / "elsewhere"
+    (checkout / "src").mkdir(parents=True)
+    other.mkdir()
+
+    def created(source: Path) -> str:
+        volume = {str(source): {"bind": "/work", "mode": "rw"}}
+        return str(docker_client.containers.create("hookbuild/busybox:1", ["true"], volumes=volume).id)
+
+    before = created(checkout)
+    time.sleep(1.1)  # the engine counts creation in whole seconds
+    since = time.time()
+    ours, inside, theirs = created(checkout), created(checkout / "src"), created(other)
+    try:
+        engine.remove_unstarted(docker_client, {str(checkout.resolve())}, since=since)
+        left = {c.id for c in docker_client.containers.list(all=True)}
+        assert ours not in left and inside not in left
+        assert before in left and theirs in left
+    finally:
+        for container in (before, ours, inside, theirs):
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.api.remove_container(container, force=True)

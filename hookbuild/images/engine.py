@@ -125,6 +125,30 @@ class _LastStep:
             self._on_files = None
 
 
+def mounts_any(summary: Mapping[str, Any], paths: set[str]) -> bool:
+    """Does a container (as the engine lists it) mount one of `paths`, or a folder inside one?"""
+    sources = {str(mount.get("Source", "")) for mount in summary.get("Mounts") or ()}
+    return any(source == path or source.startswith(f"{path}/") for path in paths for source in sources)
+
+
+def remove_unstarted(client: docker.DockerClient, paths: set[str], *, since: float) -> None:
+    """Remove the containers made since `since` (epoch seconds) that mount one of `paths` and never started.
+
+    A `docker run --rm` stopped between creating its container and starting it leaves that container
+    behind (`--rm` applies once it has run); a build stopped early must not. Best effort: never raises.
+    """
+    import docker.errors
+    import requests
+
+    try:
+        for summary in client.api.containers(all=True, filters={"status": "created"}):
+            if int(summary.get("Created", 0)) >= int(since) and mounts_any(summary, paths):
+                client.api.remove_container(summary["Id"], force=True)
+                log.info("removed the build container %s, which never started", str(summary["Id"])[:12])
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        log.warning("could not look for build containers left unstarted: %s", exc)
+
+
 def ensure(
     client: docker.DockerClient, reference: str, *, auth: Mapping[str, str] | None, hint: str
 ) -> Image:

@@ -186,22 +186,30 @@ def _describe_build(spec: BuildSpec, binary: Path, build_log: Path, label: str) 
 
 
 def _build(run: Run, spec: BuildSpec, binary: Path, build_log: Path, label: str) -> None:
+    import time
+
     from hookbuild import command
     from hookbuild.build import bazel, outputs
+    from hookbuild.images import engine
     from hookbuild.supply import builder
 
     system = run.plan.variant.build_system
     assert system is not None and run.origin is not None
     spec.prepare(proxy_commit=run.origin.commits.get("proxy"))
     checkouts = (run.plan.proxy, run.plan.envoy, spec.envoy_copy)  # what a build container mounts
+    started = time.time()
     with bazel.secret_bazelrc(bazel.remote_headers()) as rc, builder.watching(checkouts) as images:
         build = system.with_bazelrc(spec.command, rc) if rc else spec.command
         try:  # a failed build has its own exit code: CI tells a broken build from a broken push
             command.run(
                 build, log_file=build_log, on_line=lambda out: log.info("  │ %s", out), what=f"the {label}"
             )
-        except CommandFailed as exc:
-            raise BuildFailed(exc.message, hint=exc.hint) from None
+        except BaseException as exc:
+            mounted = {str(path.resolve()) for path in checkouts if path is not None}
+            engine.remove_unstarted(run.docker, mounted, since=started)
+            if isinstance(exc, CommandFailed):
+                raise BuildFailed(exc.message, hint=exc.hint) from None
+            raise
     run.build_images += images  # the containers the build ran in, for the provenance
     with run.timed("locate"):
         built = outputs.resolve_link(spec.output_link, client=run.docker) / spec.output_name

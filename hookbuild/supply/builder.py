@@ -57,10 +57,7 @@ def _poll(wanted: set[str], found: dict[str, BuildImage], stop: threading.Event)
     try:
         while not stop.wait(POLL_SECONDS):
             for summary in client.api.containers():
-                sources = {str(mount.get("Source", "")) for mount in summary.get("Mounts") or ()}
-                if any(
-                    source == path or source.startswith(f"{path}/") for path in wanted for source in sources
-                ):
+                if engine.mounts_any(summary, wanted):
                     found[str(summary["Id"])] = BuildImage(
                         name=str(summary.get("Image", "")), image_id=str(summary.get("ImageID", ""))
                     )
