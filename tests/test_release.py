@@ -16,7 +16,7 @@ from conftest import NAMESPACE, ROOT, Ran, registry_auth, run_invoke, run_proces
 
 from hookbuild import config, variants
 from hookbuild.binary import symbols
-from hookbuild.errors import ExitCode
+from hookbuild.errors import ExitCode, ImageError
 from hookbuild.images import engine
 from hookbuild.release.plan import plan
 from hookbuild.release.request import EnvoyMode, Request
@@ -293,3 +293,40 @@ def test_a_build_stopped_between_create_and_start_leaves_no_container(
         for container in (before, ours, inside, theirs):
             with contextlib.suppress(docker.errors.NotFound):
                 docker_client.api.remove_container(container, force=True)
+
+
+def test_the_base_image_is_found_through_the_cli_as_the_sdk_sees_it(
+    docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docker CLI answers for the engine the SDK talks to; without the CLI the SDK answers the same."""
+    reference = "hookbuild-sample/proxyv2:sample"
+    image = docker_client.images.get(reference)
+    expected = engine.LocalImage(id=image.id, repo_digests=tuple(image.attrs.get("RepoDigests") or ()))
+    asked: list[str] = []
+
+    def client() -> docker.DockerClient:
+        asked.append("sdk")
+        return docker_client
+
+    def ensure() -> engine.LocalImage:
+        return engine.ensure(reference, client=client, auth=lambda: None, hint="make it")
+
+    assert ensure() == expected and asked == []  # the CLI knew
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker CLI
+    assert ensure() == expected and asked == ["sdk"]
+
+
+def test_a_missing_base_image_is_pulled_and_a_failed_pull_says_what_to_do(
+    docker_client: docker.DockerClient,
+) -> None:
+    reference = f"127.0.0.1:5000/{NAMESPACE}/no-such-base:1"
+    credentials: list[str] = []
+
+    def auth() -> dict[str, str]:
+        credentials.append("looked up")
+        return registry_auth()
+
+    with pytest.raises(ImageError) as failed:
+        engine.ensure(reference, client=lambda: docker_client, auth=auth, hint="build it first")
+    assert f"image {reference} is neither on the Docker engine nor pullable" in failed.value.message
+    assert failed.value.hint == "build it first" and credentials == ["looked up"]  # only for the pull

@@ -115,6 +115,14 @@ def test_the_sbom_names_the_binary_and_the_packages_and_is_deterministic() -> No
 
     document = make()
     assert document == make()
+    # Rendered beside the push, before the digest is known: the very same bytes once it is.
+    draft = sbom.draft(
+        repository="127.0.0.1:5000/ns/istio-proxy",
+        created=datetime(2026, 12, 1, tzinfo=UTC),
+        contents=contents,
+        binary=binary,
+    )
+    assert DIGEST.removeprefix("sha256:") not in draft.text and draft.for_image(DIGEST) == document
     assert sbom.names_binary(document, BINARY) and not sbom.names_binary(document, "0" * 64)
     bom = json.loads(document)
     assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.6"

@@ -40,6 +40,8 @@ def execute(
 
     with fsutil.locked(plan.dist / ".release.lock", on_wait=waiting), ExitStack() as stack:
         run = Run(plan=plan, now=now, stack=stack, client=client, connect=connect, started=now())
+        if client is None:  # its own client, which the stages connect when they first need it
+            stack.callback(run.close_engine)  # the last thing the run undoes: every stage is done with it
         for stage in STAGES:
             if not stage.applies(plan):
                 continue

@@ -1,8 +1,8 @@
 """The release's image stages: build it from the binary and the scripts, check it, push it.
 
-The image's packages for the SBOM are read beside the image's last step (its labels, which change no file)
-and the push (supply.stage.read_contents): all three only wait on the engine, and one after the other they
-were the longest wait after the build.
+The SBOM is made (the image's packages read, the document rendered) beside the image's last step (its labels,
+which change no file) and the push (supply.stage.prepare_sbom): those two only wait on the engine, and one
+after the other the three were the longest wait after the build.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def image(run: Run) -> None:
             buildargs={"BASE_IMAGE": plan.base_image, "PACKAGES": " ".join(plan.packages)},
             labels=labels(plan, run.origin, run.info, run.released_at),
             on_line=lambda line: log.info("  %s", line),
-            # The SBOM's packages are read from the files as soon as they are final (see read_contents).
-            on_files=lambda files: supply_stage.read_contents(run, files),
+            # The SBOM is made from the files as soon as they are final (see prepare_sbom).
+            on_files=lambda files: supply_stage.prepare_sbom(run, files),
         )
 
 
@@ -93,8 +93,8 @@ def push(run: Run) -> None:
     assert run.image_id is not None
     # The local tag stays only if the release lands (is recorded); the run's stack removes it otherwise.
     run.stack.enter_context(engine.tagged(run.docker, run.image_id, plan.image, keep=lambda: run.recorded))
-    if run.contents is None:  # the build log did not show the files early: read the built image's
-        supply_stage.read_contents(run, run.image_id)  # after the tag (see read_contents)
+    if run.sbom is None:  # the build log did not show the files early: read the built image's
+        supply_stage.prepare_sbom(run, run.image_id)  # after the tag (see prepare_sbom)
     auth = registry.credentials(plan.image.registry, user=plan.registry_user)
     digest = registry.push(run.docker, plan.image, auth=auth, on_progress=_ProgressLog().line)
     with run.registries()(plan.image.registry) as held:  # converged? only then record

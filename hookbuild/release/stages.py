@@ -32,12 +32,12 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import docker
-    from docker.models.images import Image
 
     from hookbuild.binary.symbols import BinaryInfo
     from hookbuild.build.spec import BuildSpec
+    from hookbuild.images.engine import LocalImage
     from hookbuild.images.registry_api import Registry
-    from hookbuild.supply.sbom import ImageContents
+    from hookbuild.supply.sbom import Draft
     from hookbuild.supply.stage import BuildImage, Signed
 
 log = logging.getLogger("hookbuild")
@@ -51,7 +51,7 @@ class Run:
     now: Callable[[], datetime]
     stack: ExitStack  # closed when the run ends, whatever happens: edits restored, temporary tags removed
     client: docker.DockerClient | None = None
-    base: Image | None = None  # the base image on the engine, as the base image stage found it
+    base: LocalImage | None = None  # the base image on the engine, as the base image stage found it
     durations: dict[str, float] = field(default_factory=dict)
     origin: Origin | None = None
     key: str | None = None
@@ -64,7 +64,7 @@ class Run:
     digest: str | None = None
     started: datetime | None = None
     connect: Callable[[str], Registry] | None = None  # registry clients (default: real; see registries())
-    contents: Future[ImageContents] | None = None  # the image's packages for the SBOM, read beside the push
+    sbom: Future[Draft] | None = None  # the SBOM but for the image's digest, made beside the push
     signed: Signed | None = None  # what the sign stage attached; None for --no-sign
     build_images: list[BuildImage] = field(default_factory=list)  # seen running the build (supply.builder)
     verdict: features.Verdict | None = None  # the features' checks in the built image
@@ -72,8 +72,17 @@ class Run:
 
     @property
     def docker(self) -> docker.DockerClient:
-        assert self.client is not None, "the base image stage connects first"
+        """The engine's client, connected when first needed: normally after the build, whose imports thread
+        (release.warm) has imported the SDK meanwhile. Closed as the run's last undo (see execute)."""
+        if self.client is None:
+            from hookbuild.images import engine
+
+            self.client = engine.connect()
         return self.client
+
+    def close_engine(self) -> None:
+        if self.client is not None:
+            self.client.close()
 
     def registries(self) -> Callable[[str], Registry]:
         """Registry clients for the run: the caller's (tests), else real ones with the release's credentials,
@@ -134,16 +143,19 @@ def _base_image(run: Run) -> None:
     from hookbuild.images import engine, registry
 
     plan = run.plan
-    if run.client is None:
-        run.client = engine.connect()
-        run.stack.callback(run.client.close)  # the last thing the run undoes: every stage is done with it
-    auth = registry.credentials(ImageRef.parse_any(plan.base_image).registry, user=plan.registry_user)
     hint = (
         "run scripts/setup.sh, which makes the sample base images"
         if plan.sample
         else f"pull or build {plan.base_image} on the engine, or pass --base-image"
     )
-    run.base = engine.ensure(run.docker, plan.base_image, auth=auth, hint=hint)
+    run.base = engine.ensure(
+        plan.base_image,
+        client=lambda: run.docker,
+        auth=lambda: registry.credentials(
+            ImageRef.parse_any(plan.base_image).registry, user=plan.registry_user
+        ),
+        hint=hint,
+    )
 
 
 def _builds(plan: Plan) -> bool:

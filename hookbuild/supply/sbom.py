@@ -4,13 +4,14 @@ Components: every OS package installed in the image (read from the image's dpkg 
 per-package files distroless images keep in /var/lib/dpkg/status.d/), and the Envoy binary with its
 sha256 and GNU build-id, whose pedigree names the source commits and the patches applied. The document
 is deterministic for a release (serial number and timestamp derive from it), so a repeat makes the same
-bytes.
+bytes. A release renders it beside its push, before the image's digest is known (`draft`).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import secrets
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -145,7 +146,7 @@ def document(
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=image_digest.removeprefix("sha256:"))],
     )
     bom = Bom(
-        serial_number=uuid.uuid5(_NAMESPACE, f"{repository}@{image_digest}"),
+        serial_number=_serial(repository, image_digest),
         metadata=BomMetaData(component=image, timestamp=created),
     )
     bom.components.add(envoy)
@@ -153,6 +154,40 @@ def document(
         bom.components.add(_package(package, contents))
     bom.register_dependency(image, [envoy])
     return JsonV1Dot6(bom).output_as_string(indent=None).encode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Draft:
+    """A document rendered before its image's digest is known: the digest's places (the image component,
+    the serial number) hold a stand-in that `for_image` swaps for the digest, which gives the very bytes
+    `document` makes with it. CycloneDX renders in ~50 ms, which then overlaps the push."""
+
+    text: str
+    repository: str
+    stand_in: str  # 64 hex digits that nothing else in the document holds
+
+    def for_image(self, image_digest: str) -> bytes:
+        stand_in_serial, serial = (
+            str(_serial(self.repository, digest)) for digest in (f"sha256:{self.stand_in}", image_digest)
+        )
+        text = self.text.replace(stand_in_serial, serial)
+        return text.replace(self.stand_in, image_digest.removeprefix("sha256:")).encode()
+
+
+def draft(*, repository: str, created: datetime, contents: ImageContents, binary: BinaryFacts) -> Draft:
+    stand_in = secrets.token_hex(32)
+    text = document(
+        repository=repository,
+        image_digest=f"sha256:{stand_in}",
+        created=created,
+        contents=contents,
+        binary=binary,
+    ).decode()
+    return Draft(text=text, repository=repository, stand_in=stand_in)
+
+
+def _serial(repository: str, image_digest: str) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, f"{repository}@{image_digest}")
 
 
 def _envoy(binary: BinaryFacts) -> Component:

@@ -17,14 +17,15 @@ from hookbuild.supply import attach, provenance, sbom, signing
 from hookbuild.supply.attach import Kind
 from hookbuild.supply.builder import BuildImage
 
-__all__ = ["BuildImage", "Signed", "build_facts", "describe", "read_contents", "run"]
+__all__ = ["BuildImage", "Signed", "build_facts", "describe", "prepare_sbom", "run"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import datetime
 
     import docker
-    from docker.models.images import Image
 
+    from hookbuild.images.engine import LocalImage
     from hookbuild.images.reference import ImageRef
     from hookbuild.images.registry_api import Registry
     from hookbuild.release.plan import Plan
@@ -52,8 +53,9 @@ def describe(plan: Plan) -> list[str]:
     ]
 
 
-def read_contents(run: Run, image: str) -> None:
-    """Start reading the OS packages in `image`'s files for the SBOM, on a thread beside the release.
+def prepare_sbom(run: Run, image: str) -> None:
+    """Start the SBOM on a thread beside the release: read the OS packages in `image`'s files, then render
+    the document but for the image's digest, which only the push tells (sbom.Draft).
 
     `image` is the built image, or the image its last step (the labels) started from: the same files. It
     needs only those (a created container, its dpkg database read out), the push only the engine's upload.
@@ -64,48 +66,63 @@ def read_contents(run: Run, image: str) -> None:
         return  # --no-sign: no SBOM
     from concurrent.futures import ThreadPoolExecutor
 
+    assert run.released_at is not None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookbuild-sbom")
     run.stack.callback(pool.shutdown)
-    run.contents = pool.submit(_contents, run.docker, image)
+    run.sbom = pool.submit(
+        _draft,
+        run.docker,
+        image,
+        repository=run.plan.image.name,
+        created=run.released_at,
+        binary=_binary(run),
+    )
 
 
-def _contents(release_client: docker.DockerClient, image_id: str) -> sbom.ImageContents:
+def _draft(
+    release_client: docker.DockerClient,
+    image_id: str,
+    *,
+    repository: str,
+    created: datetime,
+    binary: sbom.BinaryFacts,
+) -> sbom.Draft:
     from hookbuild.images import engine
 
     client = engine.connect(like=release_client)  # its own: the release's client stays on the main thread
     try:
-        return sbom.image_contents(client, image_id)
+        contents = sbom.image_contents(client, image_id)
     finally:
         client.close()
+    return sbom.draft(repository=repository, created=created, contents=contents, binary=binary)
+
+
+def _binary(run: Run) -> sbom.BinaryFacts:
+    assert run.info is not None
+    return sbom.BinaryFacts(
+        path=run.plan.variant.binary_in_image,
+        sha256=run.info.sha256,
+        build_id=run.info.build_id,
+        commits=tuple(run.origin.commits.items()) if run.origin else (),
+        patches=_patches(run.plan),
+    )
 
 
 def run(run: Run) -> None:
     plan, signer = run.plan, run.plan.signer
     if signer is None:
         return  # --no-sign: recorded as unsigned
-    assert run.digest is not None and run.info is not None and run.contents is not None
+    assert run.digest is not None and run.sbom is not None
     from concurrent.futures import ThreadPoolExecutor
 
     facts = build_facts(run)
     envelope = signing.sign_envelope(signer, provenance.payload(facts))
     connect = run.registries()
-    # The attestation goes up while the SBOM is put together; each upload has its own registry session.
+    # The attestation and the SBOM go up side by side, each through a registry session of its own.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookbuild-attach") as pool:
         att = pool.submit(_attach, connect, plan.image, run.digest, Kind.ATTESTATION, envelope)
         with run.timed("sbom"):  # its own line in the plan, so its own time in the result
-            document = sbom.document(
-                repository=plan.image.name,
-                image_digest=run.digest,
-                created=facts.finished,
-                contents=run.contents.result(),
-                binary=sbom.BinaryFacts(
-                    path=plan.variant.binary_in_image,
-                    sha256=run.info.sha256,
-                    build_id=run.info.build_id,
-                    commits=tuple(run.origin.commits.items()) if run.origin else (),
-                    patches=_patches(plan),
-                ),
-            )
+            document = run.sbom.result().for_image(run.digest)
         bom = _attach(connect, plan.image, run.digest, Kind.SBOM, document)
         run.signed = Signed(key_id=signer.key_id, attestation=att.result(), sbom=bom)
 
@@ -192,9 +209,9 @@ def _patches(plan: Plan) -> tuple[tuple[str, str], ...]:
     return tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in patches if p.is_file())
 
 
-def _image_dependency(image: Image, reference: str, name: str) -> provenance.Dependency:
+def _image_dependency(image: LocalImage, reference: str, name: str) -> provenance.Dependency:
     """An image by its registry digest when it came from a registry, else by its local image ID."""
-    repo_digests = [d for d in image.attrs.get("RepoDigests") or () if "@sha256:" in d]
+    repo_digests = [d for d in image.repo_digests if "@sha256:" in d]
     if "@sha256:" in reference:
         digest = reference.rsplit("@", 1)[1]
     elif repo_digests:
