@@ -90,3 +90,37 @@ def test_what_is_not_a_checkout_is_said(repo: Path, tmp_path: Path, case: str, m
         (path / "file").write_text("x")
     with pytest.raises(SourceError, match=message):
         sources.inspect(path, role="envoy")
+
+
+def test_a_sample_copy_another_run_builds_from_is_left_to_it(tmp_path: Path) -> None:
+    """A second release's plan must not start the sample over under a first one's build: the first one's
+    WORKSPACE edit (and its backup) stay until it restores them; a copy nobody holds is started over."""
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    source, dest = root / "examples" / "proxy", tmp_path / "proxy"
+    sources.materialize_sample(source, dest)
+    original = (dest / "WORKSPACE").read_bytes()
+    (dest / "WORKSPACE").write_bytes(original + b"# the first run's edit\n")
+    holder = subprocess.Popen(  # the first run, holding the checkout lock through its build
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib; from hookbuild.build import workspace\n"
+            "with workspace.checkout_lock(pathlib.Path(sys.argv[1])):\n"
+            "    print('held', flush=True); sys.stdin.read()",
+            str(dest),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        sources.materialize_sample(source, dest)
+        assert (dest / "WORKSPACE").read_bytes() == original + b"# the first run's edit\n"
+    finally:
+        holder.communicate("")
+    sources.materialize_sample(source, dest)  # nobody builds from it now: changed, so made again
+    assert (dest / "WORKSPACE").read_bytes() == original
+    assert not sources.inspect(dest, role="proxy").dirty

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hookbuild import command, fsutil
+from hookbuild.build import workspace
 from hookbuild.errors import SourceError
 
 
@@ -95,7 +96,8 @@ def materialize_sample(source: Path, dest: Path) -> Path:
     """Copy a bundled sample tree into a git repository with a reproducible commit.
 
     Same content gives the same commit SHA on every machine, so retries of a sample release are recognised.
-    A copy that already holds exactly this content, unmodified, is kept as it is.
+    A copy that already holds exactly this content, unmodified, is kept as it is; so is one that another run
+    builds from (holding its checkout lock), whose WORKSPACE edit is that run's to restore.
     """
     if not source.is_dir():
         raise SourceError(
@@ -104,8 +106,18 @@ def materialize_sample(source: Path, dest: Path) -> Path:
     ignore = shutil.ignore_patterns("bazel-*", "out", "__pycache__")
     stamp = dest / ".git" / "hookbuild-sample"
     content = _tree_digest(source, ignore)
-    if stamp.is_file() and stamp.read_text() == content and not _dirty(dest):
-        return dest
+    if stamp.is_file() and stamp.read_text() == content:
+        with workspace.checkout_lock(dest, wait=False) as free:
+            if not free or not _dirty(dest):  # changed by a run building from it: its edit, it restores it
+                return dest
+            return _materialize(source, dest, ignore, content)
+    with workspace.checkout_lock(dest):  # never from under a build
+        return _materialize(source, dest, ignore, content)
+
+
+def _materialize(
+    source: Path, dest: Path, ignore: Callable[[str, list[str]], set[str]], content: str
+) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     # Links are followed: an older-shape sample links the newest one's unchanged folders (examples/envoy-2022).
@@ -121,7 +133,7 @@ def materialize_sample(source: Path, dest: Path) -> Path:
             f"cannot make the sample repository {dest}: {str(exc.stderr).strip()[-300:]}",
             hint="check that git works here and the folder is writable",
         ) from None
-    fsutil.atomic_write(stamp, content)
+    fsutil.atomic_write(dest / ".git" / "hookbuild-sample", content)
     return dest
 
 

@@ -139,7 +139,7 @@ def backup_path(proxy: Path, file: Path) -> Path:
 
 
 @contextmanager
-def _checkout_lock(proxy: Path, *, wait: bool = True) -> Iterator[bool]:
+def checkout_lock(proxy: Path, *, wait: bool = True) -> Iterator[bool]:
     """One run at a time edits (and builds with) a checkout; yields False when `wait` is off and it is taken.
 
     An flock: the kernel releases it when its process dies, so a killed run never blocks the next one. It
@@ -168,7 +168,7 @@ def restore_stale(proxy: Path) -> list[Path]:
 
     A backup that a live run holds (it is building) is not stale: it is left to that run.
     """
-    with _checkout_lock(proxy, wait=False) as ours:
+    with checkout_lock(proxy, wait=False) as ours:
         return _restore_stale(proxy) if ours else []
 
 
@@ -191,7 +191,7 @@ def local_envoy(proxy: Path, edit: Edit) -> Iterator[None]:
     Holds the checkout's lock throughout: a second release using the same checkout waits, then edits the
     original file again (re-planned, since the file it planned from may have been the first run's edit).
     """
-    with _checkout_lock(proxy):
+    with checkout_lock(proxy):
         _restore_stale(proxy)
         edit = plan_edit(proxy, envoy_path=edit.envoy_path)
         with _edited(proxy, edit):

@@ -173,15 +173,8 @@ def ensure(
     """
     found = _inspect_with_cli(reference)
     if found is _Unknown.UNKNOWN:
-        import docker.errors
-
-        try:
-            image = client().images.get(reference)
-        except docker.errors.ImageNotFound:
-            found = None
-        else:
-            found = _local_image(image.attrs)
-    if isinstance(found, LocalImage):
+        found = _inspect_with_sdk(client(), reference)
+    if found is not None:
         return found
     import docker.errors
 
@@ -221,6 +214,15 @@ def _inspect_with_cli(reference: str) -> LocalImage | Literal[_Unknown.UNKNOWN] 
         except (ValueError, LookupError, TypeError):
             return _Unknown.UNKNOWN
     return None if "no such image" in answer.stderr.lower() else _Unknown.UNKNOWN
+
+
+def _inspect_with_sdk(client: docker.DockerClient, reference: str) -> LocalImage | None:
+    import docker.errors
+
+    try:
+        return _local_image(client.images.get(reference).attrs)
+    except docker.errors.ImageNotFound:
+        return None
 
 
 def _local_image(attrs: Mapping[str, Any]) -> LocalImage:
