@@ -330,3 +330,34 @@ def test_a_missing_base_image_is_pulled_and_a_failed_pull_says_what_to_do(
         engine.ensure(reference, client=lambda: docker_client, auth=auth, hint="build it first")
     assert f"image {reference} is neither on the Docker engine nor pullable" in failed.value.message
     assert failed.value.hint == "build it first" and credentials == ["looked up"]  # only for the pull
+
+
+def test_scratch_containers_of_killed_runs_are_swept_by_the_next_one(
+    docker_client: docker.DockerClient,
+) -> None:
+    """A SIGKILL while a file is read out of an image leaves its scratch container: the next scratch removes
+    it, and only it (a live process's stays)."""
+    import socket
+    import subprocess
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its PID names no process now
+    dead = f"{socket.gethostname()}:{ended.pid}"
+
+    def made(owner: str) -> str:
+        return str(
+            docker_client.api.create_container(
+                "hookbuild/busybox:1", entrypoint=["/nonexistent"], labels={engine.SCRATCH_LABEL: owner}
+            )["Id"]
+        )
+
+    killed, live, elsewhere = made(dead), made(f"{socket.gethostname()}:1"), made(f"other-host:{2**22 + 7}")
+    try:
+        with engine.scratch(docker_client, "hookbuild/busybox:1") as mine:
+            left = {c.id for c in docker_client.containers.list(all=True)}
+            assert killed not in left and {live, elsewhere, mine} <= left
+        assert mine not in {c.id for c in docker_client.containers.list(all=True)}
+    finally:
+        for container in (killed, live, elsewhere):
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.api.remove_container(container, force=True)

@@ -10,8 +10,9 @@ import logging
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -229,16 +230,46 @@ def _local_image(attrs: Mapping[str, Any]) -> LocalImage:
     return LocalImage(id=str(attrs["Id"]), repo_digests=tuple(str(d) for d in attrs.get("RepoDigests") or ()))
 
 
+SCRATCH_LABEL = "io.hookbuild.scratch"  # on scratch containers: host:pid of the process that made one
+
+
 @contextmanager
 def scratch(client: docker.DockerClient, image: str) -> Iterator[str]:
     """The ID of a created (never started) container of `image`, to read its files; removed on the way out
-    whatever happens. The low-level API: the SDK's `containers.create` inspects what it made, a round trip
-    nothing here reads."""
-    container = str(client.api.create_container(image, entrypoint=["/nonexistent"])["Id"])
+    whatever happens, but a killed process's: the next scratch removes those (`sweep_scratch`). The
+    low-level API: the SDK's `containers.create` inspects what it made, a round trip nothing here reads."""
+    sweep_scratch(client)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    container = str(
+        client.api.create_container(image, entrypoint=["/nonexistent"], labels={SCRATCH_LABEL: owner})["Id"]
+    )
     try:
         yield container
     finally:
         client.api.remove_container(container, force=True)
+
+
+def sweep_scratch(client: docker.DockerClient) -> None:
+    """Remove the scratch containers of processes on this host that are gone (killed: they could not)."""
+    import docker.errors
+
+    host = socket.gethostname()
+    for summary in client.api.containers(all=True, filters={"label": SCRATCH_LABEL, "status": "created"}):
+        owner_host, _, pid = str((summary.get("Labels") or {}).get(SCRATCH_LABEL, "")).rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            with suppress(docker.errors.NotFound):  # another run swept it first
+                client.api.remove_container(summary["Id"], force=True)
+            log.info("removed the scratch container %s of a run that was killed", str(summary["Id"])[:12])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def copy_file(client: docker.DockerClient, image: str, path: str, dest: Path) -> Path:
