@@ -150,6 +150,15 @@ def test_sample_release_end_to_end_then_retry(tmp_path: Path, docker_client: doc
         docker_client, result["pinned"], "/usr/local/share/hookbuild/trace.bt", tmp_path / "t.bt"
     )
     assert scripts.read_text() == (dist / "trace.bt").read_text()
+    # What the image carries is of its binary only, so the same binary released again reuses that layer.
+    for name in ("trace.bt", "trace_bcc.py", "hookpoints.json"):
+        text = (dist / name).read_text()
+        assert str(tmp_path) not in text and "istio@12.1" not in text, name
+    assert "istio@12.1" in (dist / "trace_all.sh").read_text()  # the operator's script, in dist/ only
+    with pytest.raises(ImageError, match=r"has no /usr/local/share/hookbuild/trace_all\.sh"):
+        engine.copy_file(
+            docker_client, result["pinned"], "/usr/local/share/hookbuild/trace_all.sh", tmp_path / "x"
+        )
 
     # Recorded in the scratch record, never in the real one.
     recorded = tomllib.loads((tmp_path / "sample" / "versions.toml").read_text())

@@ -37,7 +37,7 @@ def image(run: Run) -> None:
     plan = run.plan
     assert run.origin is not None and run.info is not None
     run.released_at = run.now().replace(microsecond=0)
-    with _context(plan, run.scripts) as context:
+    with _context(plan, run.shipped) as context:
         run.image_id = engine.build(
             run.docker,
             context=context,

@@ -58,7 +58,8 @@ class Run:
     existing: record.Provenance | None = None  # set by `sources` when this release is already recorded
     workspace: ExitStack | None = None  # the WORKSPACE edit, held from `workspace` to the end of `build`
     info: BinaryInfo | None = None
-    scripts: tuple[Path, ...] = ()
+    scripts: tuple[Path, ...] = ()  # every script the release made (the record names them)
+    shipped: tuple[Path, ...] = ()  # those the image carries: of its binary only, not of the release
     released_at: datetime | None = None
     image_id: str | None = None
     digest: str | None = None
@@ -294,19 +295,27 @@ def _hookpoints(run: Run) -> None:
 
 
 def _describe_scripts(plan: Plan) -> list[str]:
-    return [f"scripts: uprobe scripts, hookpoints.json and trace_all.sh into {plan.dist}"]
+    return [
+        f"scripts: uprobe scripts and hookpoints.json into {plan.dist} and the image; trace_all.sh into {plan.dist}"
+    ]
 
 
 def _scripts(run: Run) -> None:
+    """The scripts the image carries describe its binary as the image holds it, not as this machine does:
+    the same binary makes the same files, so a release of it reuses that image layer, on any machine.
+    trace_all.sh names the release and runs kubectl from outside the cluster: it stays in dist/."""
+    from dataclasses import replace
+
     from hookbuild.probes import scripts, trace_all
 
     plan, info = run.plan, run.info
     assert info is not None
     binary = plan.variant.binary_in_image
-    run.scripts = (
-        *scripts.write_scripts(info, plan.dist, binary=binary),
-        trace_all.write(plan.dist, info, release=plan.ref, binary=binary),
+    debug = Path(info.debug_binary.name) if info.debug_binary else None
+    run.shipped = scripts.write_scripts(
+        replace(info, path=Path(binary), debug_binary=debug), plan.dist, binary=binary
     )
+    run.scripts = (*run.shipped, trace_all.write(plan.dist, info, release=plan.ref, binary=binary))
 
 
 def _describe_record(plan: Plan) -> list[str]:
