@@ -110,13 +110,13 @@ def materialize_sample(source: Path, dest: Path) -> Path:
         with workspace.checkout_lock(dest, wait=False) as free:
             if not free or not _dirty(dest):  # changed by a run building from it: its edit, it restores it
                 return dest
-            return _materialize(source, dest, ignore, content)
+            return _materialize(source, dest, ignore, stamp, content)
     with workspace.checkout_lock(dest):  # never from under a build
-        return _materialize(source, dest, ignore, content)
+        return _materialize(source, dest, ignore, stamp, content)
 
 
 def _materialize(
-    source: Path, dest: Path, ignore: Callable[[str, list[str]], set[str]], content: str
+    source: Path, dest: Path, ignore: Callable[[str, list[str]], set[str]], stamp: Path, content: str
 ) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
@@ -133,7 +133,7 @@ def _materialize(
             f"cannot make the sample repository {dest}: {str(exc.stderr).strip()[-300:]}",
             hint="check that git works here and the folder is writable",
         ) from None
-    fsutil.atomic_write(dest / ".git" / "hookbuild-sample", content)
+    fsutil.atomic_write(stamp, content)
     return dest
 
 

@@ -256,20 +256,10 @@ def sweep_scratch(client: docker.DockerClient) -> None:
     host = socket.gethostname()
     for summary in client.api.containers(all=True, filters={"label": SCRATCH_LABEL, "status": "created"}):
         owner_host, _, pid = str((summary.get("Labels") or {}).get(SCRATCH_LABEL, "")).rpartition(":")
-        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+        if owner_host == host and pid.isdigit() and not Path(f"/proc/{pid}").exists():
             with suppress(docker.errors.NotFound):  # another run swept it first
                 client.api.remove_container(summary["Id"], force=True)
-            log.info("removed the scratch container %s of a run that was killed", str(summary["Id"])[:12])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+                log.info("removed the scratch container %s of a run that was killed", str(summary["Id"])[:12])
 
 
 def copy_file(client: docker.DockerClient, image: str, path: str, dest: Path) -> Path:
