@@ -10,6 +10,7 @@ RegistryError line with neither the password nor a token in it. The Docker engin
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import secrets
 import shutil
@@ -201,6 +202,38 @@ def test_no_password_goes_to_a_plain_http_token_service_off_loopback(
     assert realm in line and "not HTTPS" in line, line
 
 
+def test_an_identity_token_from_the_docker_config_gets_tokens_by_the_oauth2_refresh_grant(
+    token_registry: TokenRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What `docker login` keeps for a registry whose token service gave a refresh token (Azure's): read
+    from the Docker config by the connector a release uses, exchanged by POST, never sent anywhere else."""
+    service = token_registry.service
+    identity = service.identity_token("pusher")
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {token_registry.host: {"identitytoken": identity}}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("HOOKBUILD_REGISTRY_PASSWORD", raising=False)
+    repo = f"bearer-{secrets.token_hex(4)}/identity"
+    asked, clients = len(service.asked), len(service.clients)
+    with caplog.at_level(logging.DEBUG), connector(None)(token_registry.host) as registry:
+        pushed = attach.push(registry, repo, IMAGE, Kind.SBOM, sbom("identity"))
+        assert attach.fetch(registry, repo, IMAGE, Kind.SBOM) == (pushed.digest, (sbom("identity"),))
+    assert service.asked[asked:] == [(f"repository:{repo}:pull,push",), (f"repository:{repo}:pull",)]
+    assert service.clients[clients:] == ["hookbuild", "hookbuild"]
+    assert identity not in caplog.text
+
+    # a revoked or expired one: the service's invalid_grant, as one line asking for a new login
+    del service.refresh_tokens[identity]
+    with Registry(token_registry.host, auth={"identitytoken": identity}) as registry:
+        line = refusal(lambda: registry.manifest_digest(repo, pushed.tag), caplog, service)
+    assert identity not in line and identity not in caplog.text
+    assert "identity token" in line and "invalid_grant" in line and "docker login" in line, line
+
+
 def refused_push(client: docker.DockerClient, ref: ImageRef, auth: dict[str, str]) -> str:
     """The engine's refusal as its one line. The error's traceback and this frame refer to each other, so
     they are left to the cyclic collector, as in any test using pytest.raises: the push has closed its
@@ -232,5 +265,25 @@ def test_the_engine_pushes_there_too(
                 require_pushed(api, ref, "sha256:" + "0" * 64)
     finally:
         docker_client.images.remove(str(ref))
+    with login(token_registry, "reader") as api:
+        assert api.manifest_digest(ref.repository, ref.tag) == digest
+
+
+@pytest.mark.docker
+def test_the_engine_pushes_with_an_identity_token(
+    token_registry: TokenRegistry, docker_client: docker.DockerClient
+) -> None:
+    """The auth config credentials() gives for an identity token is one the engine takes: it runs the same
+    OAuth2 grant (as client "docker") with it."""
+    service = token_registry.service
+    ref = ImageRef.parse(f"{token_registry.host}/bearer-{secrets.token_hex(4)}/busybox:1")
+    docker_client.images.get("hookbuild/busybox:1").tag(ref.name, ref.tag)
+    clients = len(service.clients)
+    try:
+        auth = {"identitytoken": service.identity_token("pusher"), "serveraddress": token_registry.host}
+        digest = push(docker_client, ref, auth=auth, on_progress=lambda _layer, _status: None)
+    finally:
+        docker_client.images.remove(str(ref))
+    assert "docker" in service.clients[clients:]
     with login(token_registry, "reader") as api:
         assert api.manifest_digest(ref.repository, ref.tag) == digest

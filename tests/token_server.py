@@ -5,9 +5,11 @@ certificate its rootcertbundle trusts, signed with that certificate's key (ES256
 it), with `iss` = issuer, `aud` = service (one string), `exp`/`nbf` within 60 s of leeway, and an `access`
 list of {type, name, actions} that must cover every action a request needs (else 401 insufficient_scope).
 
-The service checks Basic credentials (401 when wrong) and grants, like Docker Hub, only the actions a user
-holds: a push it refuses is a token without `push`. A user marked `deny` gets HTTP 403 instead, as some
-services answer a scope they refuse.
+The service checks Basic credentials on a GET (401 when wrong) and grants, like Docker Hub, only the actions a
+user holds: a push it refuses is a token without `push`. A user marked `deny` gets HTTP 403 instead, as some
+services answer a scope they refuse. A POST is distribution's OAuth2 flow (docs/spec/auth/oauth.md), the one
+the Docker engine and CLI use for an identity token: a form with grant_type=refresh_token, the refresh token,
+service, scope (space-separated) and client_id; an unknown refresh token is RFC 6749's 400 `invalid_grant`.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class TokenService:
     asked: list[tuple[str, ...]] = field(default_factory=list)
     """The scopes of every token request that passed the credentials check, in order."""
     issued: list[str] = field(default_factory=list)
+    refresh_tokens: dict[str, str] = field(default_factory=dict)
+    """Identity tokens (OAuth2 refresh tokens) -> the user each stands for."""
+    clients: list[str] = field(default_factory=list)
+    """The client_id of every OAuth2 request, in order."""
     key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
     cert: x509.Certificate = field(init=False)
     """Self-signed: the registry's rootcertbundle holds it and every token's x5c names it."""
@@ -102,6 +108,12 @@ class TokenService:
         self.issued.append(token)
         return token
 
+    def identity_token(self, name: str) -> str:
+        """A new refresh token standing for user `name`, as a login through the OAuth2 flow would get."""
+        token = secrets.token_urlsafe(24)
+        self.refresh_tokens[token] = name
+        return token
+
     def answer(self, authorization: str, query: str) -> tuple[int, dict[str, object]]:
         """(HTTP status, JSON body) for one GET of the realm."""
         params = urllib.parse.parse_qs(query)
@@ -111,7 +123,23 @@ class TokenService:
             return 401, {"details": "incorrect username or password"}
         if params.get("service") != [SERVICE]:
             return 400, {"details": "unknown service"}
-        scopes = tuple(scope for value in params.get("scope", ()) for scope in value.split())
+        return self._grant(name, tuple(scope for value in params.get("scope", ()) for scope in value.split()))
+
+    def answer_form(self, body: str) -> tuple[int, dict[str, object]]:
+        """(HTTP status, JSON body) for one POST of the realm: the OAuth2 refresh-token grant."""
+        form = {key: values[0] for key, values in urllib.parse.parse_qs(body).items()}
+        if form.get("grant_type") != "refresh_token" or not form.get("client_id"):
+            return 400, {"error": "unsupported_grant_type"}
+        self.clients.append(form["client_id"])
+        name = self.refresh_tokens.get(form.get("refresh_token", ""))
+        if name is None:
+            return 400, {"error": "invalid_grant", "error_description": "unknown or expired refresh token"}
+        if form.get("service") != SERVICE:
+            return 400, {"error": "invalid_request", "error_description": "unknown service"}
+        return self._grant(name, tuple(form.get("scope", "").split()))
+
+    def _grant(self, name: str, scopes: tuple[str, ...]) -> tuple[int, dict[str, object]]:
+        user = self.users[name]
         self.asked.append(scopes)
         access: list[dict[str, object]] = []
         for scope in scopes:
@@ -143,11 +171,21 @@ def serve(service: TokenService) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urllib.parse.urlsplit(self.path)
-            status, body = (
-                (404, {})
-                if url.path != "/token"
-                else (service.answer(self.headers.get("Authorization", ""), url.query))
-            )
+            if url.path != "/token":
+                self.reply(404, {})
+            else:
+                self.reply(*service.answer(self.headers.get("Authorization", ""), url.query))
+
+        def do_POST(self) -> None:
+            form = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+            if urllib.parse.urlsplit(self.path).path != "/token":
+                self.reply(404, {})
+            elif not self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+                self.reply(400, {"error": "invalid_request", "error_description": "not a form"})
+            else:
+                self.reply(*service.answer_form(form))
+
+        def reply(self, status: int, body: dict[str, object]) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -30,7 +30,10 @@ def credentials(
     """Registry credentials from HOOKBUILD_REGISTRY_PASSWORD (+ user), else the Docker config.
 
     Returned as an explicit auth_config: credential helpers in the Docker config would otherwise override
-    a login (docker-py #3281).
+    a login (docker-py #3281). From the Docker config: a username and password (an `auths` entry, or a
+    credential store or helper: desktop, pass, ecr-login...), or an identity token (an OAuth2 refresh token:
+    what `docker login` keeps for a registry whose token service gave one, e.g. Azure's, and what a helper
+    answers as the user `<token>`).
     """
     env = os.environ if env is None else env
     password = env.get("HOOKBUILD_REGISTRY_PASSWORD")
@@ -44,11 +47,16 @@ def credentials(
         return {"username": user, "password": password, "serveraddress": registry}
     import docker.auth
 
-    found: Mapping[str, Any] | None = docker.auth.load_config().resolve_authconfig(registry)
-    if not found or not found.get("password"):
+    found: Mapping[str, Any] = docker.auth.load_config().resolve_authconfig(registry) or {}
+    # docker-py answers an `auths` entry in lower case and a credential store's in Docker's own case
+    entry = {str(key).lower(): str(value) for key, value in found.items() if value}
+    if token := entry.get("identitytoken"):
+        secrets.register(token)
+        return {"identitytoken": token, "serveraddress": registry}
+    if not entry.get("password"):
         return None
-    secrets.register(str(found["password"]))
-    return {"username": str(found["username"]), "password": str(found["password"]), "serveraddress": registry}
+    secrets.register(entry["password"])
+    return {"username": entry.get("username", ""), "password": entry["password"], "serveraddress": registry}
 
 
 def push(

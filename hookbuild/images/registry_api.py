@@ -5,7 +5,9 @@ recorded manifest byte for byte (release retries, `versions --check-registry`), 
 not an image (the supply chain's attachments), read a manifest's exact bytes, and copy an image between
 registries without re-compressing its layers (which would change its digest). Auth follows the registry's
 challenge: Basic (the local htpasswd registries) or a Bearer token from the realm it names (Docker Hub,
-ghcr.io, quay.io); credentials and tokens never leave the request and are redacted from every error.
+ghcr.io, quay.io), asked for with the user's password or, for an identity token (an OAuth2 refresh token, as
+`docker login` keeps for Azure's registries), by the OAuth2 refresh grant; credentials and tokens never leave
+the request and are redacted from every error.
 Loopback registries speak plain HTTP, as the Docker engine treats them; everything else HTTPS.
 """
 
@@ -32,6 +34,8 @@ _ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST))
 _TIMEOUT = 30.0
 _CHUNK = 1 << 20
 _NO_RIGHT = "the user may not do that there: ask for the right, or push to a namespace of your own"
+_CLIENT_ID = "hookbuild"
+"""Who asks, in an OAuth2 token request (distribution's spec requires a client_id; Docker sends "docker")."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,18 +87,23 @@ class Grants:
 
 
 class Registry:
-    """One registry host. Credentials are a docker auth config ({username, password}) or None."""
+    """One registry host. Credentials are a docker auth config ({username, password} or {identitytoken})
+    or None."""
 
     def __init__(self, host: str, *, auth: Mapping[str, str] | None, grants: Grants | None = None) -> None:
         import requests
 
         self.host = host
         self.base = _base(host)
-        self._auth = auth
+        auth = auth or {}
+        self._basic = (auth["username"], auth["password"]) if auth.get("password") else None
+        self._identity_token = auth.get("identitytoken") or None
+        self._user = auth.get("username") or None
         self._session = requests.Session()
         self._grants = grants or Grants()
-        if auth and auth.get("password"):
-            secrets.register(auth["password"])
+        for secret in (auth.get("password"), self._identity_token):
+            if secret:
+                secrets.register(secret)
 
     def close(self) -> None:
         self._session.close()
@@ -130,8 +139,8 @@ class Registry:
             auth = None
             if " ".join(scopes) in self._grants.bearer:
                 sent["Authorization"] = f"Bearer {self._grants.bearer[' '.join(scopes)]}"
-            elif self._auth and self._grants.basic:
-                auth = (self._auth["username"], self._auth["password"])
+            elif self._basic and self._grants.basic:
+                auth = self._basic
             return self._session.request(
                 method,
                 url,
@@ -169,7 +178,7 @@ class Registry:
         """Answer a 401's challenge once; False when there is nothing new to try."""
         kind, _, rest = response.headers.get("WWW-Authenticate", "").partition(" ")
         if kind.lower() == "basic":
-            if self._grants.basic or not self._auth:
+            if self._grants.basic or not self._basic:
                 return False
             self._grants.basic = True
             return True
@@ -186,22 +195,36 @@ class Registry:
         """A token for `scopes` from the realm the registry named, with our credentials (if any)."""
         assert self._grants.realm is not None
         realm, service = self._grants.realm
-        if self._auth and not (
+        if (self._basic or self._identity_token) and not (
             realm.startswith("https://") or _loopback(realm.partition("://")[2].split("/")[0])
         ):
             raise RegistryError(
                 f"registry {self.host} names the token service {realm!r}: not HTTPS, so no password goes there",
                 hint="a registry outside loopback must name an https:// realm; check the registry's auth config",
             )
-        token_auth = (self._auth["username"], self._auth["password"]) if self._auth else None
-        reply = self._session.get(
-            realm, params={"service": service, "scope": list(scopes)}, auth=token_auth, timeout=_TIMEOUT
-        )
-        if reply.status_code in (401, 403):
+        if self._identity_token:
+            # distribution's OAuth2 flow: the identity token is a refresh token, sent in a POST's form
+            reply = self._session.post(
+                realm,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": self._identity_token,
+                    "service": service,
+                    "scope": " ".join(scopes),
+                    "client_id": _CLIENT_ID,
+                },
+                timeout=_TIMEOUT,
+            )
+        else:
+            reply = self._session.get(
+                realm, params={"service": service, "scope": list(scopes)}, auth=self._basic, timeout=_TIMEOUT
+            )
+        refused = _oauth_refusal(reply) if self._identity_token else None
+        if reply.status_code in (401, 403) or refused:
             raise RegistryError(
                 f"registry {self.host}: the token service {realm} refused {' '.join(scopes)} to {self._who} "
-                f"(HTTP {reply.status_code})",
-                hint=self._login_hint if reply.status_code == 401 else _NO_RIGHT,
+                f"(HTTP {reply.status_code}{f' {refused}' if refused else ''})",
+                hint=_NO_RIGHT if reply.status_code == 403 else self._login_hint,
             )
         try:
             body = reply.json()
@@ -231,7 +254,9 @@ class Registry:
 
     @property
     def _who(self) -> str:
-        return f"user {self._auth['username']!r}" if self._auth else "anonymous access"
+        if self._user:
+            return f"user {self._user!r}"
+        return "the Docker config's identity token" if self._identity_token else "anonymous access"
 
     @property
     def _login_hint(self) -> str:
@@ -386,6 +411,18 @@ class Registry:
             # the registry checks the digest of what it received: a corrupted stream fails the PUT
             self._upload(repo, digest, response.iter_content(_CHUNK), location)
         return True
+
+
+def _oauth_refusal(reply: requests.Response) -> str | None:
+    """An OAuth2 token endpoint's refusal of the grant itself (RFC 6749 5.2: HTTP 400 with `invalid_grant`,
+    an expired or revoked refresh token, or a refused client), as its error code."""
+    if reply.status_code != 400:
+        return None
+    try:
+        error = reply.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return str(error) if error in ("invalid_grant", "invalid_client", "unauthorized_client") else None
 
 
 def connector(user: str | None) -> Callable[[str], Registry]:
