@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from hookbuild import secrets as hookbuild_secrets
+from hookbuild.errors import ConfigError
 from hookbuild.images.registry import credentials
 
 HOST = "registry.example.test:5000"
@@ -90,3 +91,25 @@ def test_the_environment_comes_before_the_docker_config(docker_config: Path) -> 
     password = secrets.token_hex(8)
     got = credentials(HOST, user="ci", env={"HOOKBUILD_REGISTRY_PASSWORD": password})
     assert got == {"username": "ci", "password": password, "serveraddress": HOST}
+
+
+def test_a_missing_or_failing_helper_is_one_line_naming_the_config(
+    docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config copied from Docker Desktop names `desktop`, which a Linux CI runner does not have."""
+    (docker_config / "config.json").write_text(json.dumps({"credsStore": "nosuchhelper"}))
+    with pytest.raises(ConfigError) as caught:
+        credentials(HOST, user=None)
+    line = caught.value.line()
+    assert str(docker_config / "config.json") in line and HOST in line, line
+    assert "docker-credential-nosuchhelper not installed" in line and "HOOKBUILD_REGISTRY_PASSWORD" in line, (
+        line
+    )
+
+    program = helper(tmp_path, "broken", "pusher", "unused", monkeypatch)
+    program.write_text(
+        "#!/bin/sh\necho 'error getting credentials - err: exit status 1, out: locked keyring' >&2\nexit 1\n"
+    )
+    (docker_config / "config.json").write_text(json.dumps({"credHelpers": {HOST: "broken"}}))
+    with pytest.raises(ConfigError, match="no credentials for"):
+        credentials(HOST, user=None)

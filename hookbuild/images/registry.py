@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hookbuild import secrets
-from hookbuild.errors import ImageError, UsageError
+from hookbuild.errors import ConfigError, ImageError, UsageError
 from hookbuild.images.engine import stream_errors
 from hookbuild.images.reference import ImageRef
 
@@ -46,8 +47,21 @@ def credentials(
             )
         return {"username": user, "password": password, "serveraddress": registry}
     import docker.auth
+    import docker.errors
+    import docker.utils.config
 
-    found: Mapping[str, Any] = docker.auth.load_config().resolve_authconfig(registry) or {}
+    try:
+        with warnings.catch_warnings():
+            # docker-py warns of a helper missing from PATH, then fails on it: the failure says it all
+            warnings.simplefilter("ignore", UserWarning)
+            found: Mapping[str, Any] = docker.auth.load_config().resolve_authconfig(registry) or {}
+    except docker.errors.DockerException as exc:  # the store or helper it names is missing or failed
+        where = docker.utils.config.find_config_file() or "the Docker config"
+        raise ConfigError(
+            f"{where}: no credentials for {registry}: {secrets.redact(str(exc))}",
+            hint="install the credential helper it names or fix its login, or set HOOKBUILD_REGISTRY_USER "
+            "and HOOKBUILD_REGISTRY_PASSWORD",
+        ) from None
     # docker-py answers an `auths` entry in lower case and a credential store's in Docker's own case
     entry = {str(key).lower(): str(value) for key, value in found.items() if value}
     if token := entry.get("identitytoken"):
