@@ -57,7 +57,7 @@ def credentials(
             found: Mapping[str, Any] = docker.auth.load_config().resolve_authconfig(registry) or {}
     except docker.errors.DockerException as exc:  # the store or helper it names is missing or failed
         config = docker.utils.config.find_config_file()
-        where = os.fsdecode(config) if config else "the Docker config"
+        where = config if isinstance(config, str) else "the Docker config"
         raise ConfigError(
             f"{where}: no credentials for {registry}: {secrets.redact(str(exc))}",
             hint="install the credential helper it names or fix its login, or set HOOKBUILD_REGISTRY_USER "
