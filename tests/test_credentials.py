@@ -113,3 +113,14 @@ def test_a_missing_or_failing_helper_is_one_line_naming_the_config(
     (docker_config / "config.json").write_text(json.dumps({"credHelpers": {HOST: "broken"}}))
     with pytest.raises(ConfigError, match="no credentials for"):
         credentials(HOST, user=None)
+
+
+def test_a_registry_only_pulled_from_never_gets_the_environments_password(docker_config: Path) -> None:
+    """An upstream base image's registry: the Docker config's login for it, or none."""
+    env = {"HOOKBUILD_REGISTRY_PASSWORD": secrets.token_hex(8)}
+    assert credentials(HOST, user="ci", env=env, from_env=False) is None
+    (docker_config / "config.json").write_text(json.dumps({"auths": {HOST: {"identitytoken": "theirs"}}}))
+    assert credentials(HOST, user="ci", env=env, from_env=False) == {
+        "identitytoken": "theirs",
+        "serveraddress": HOST,
+    }

@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -20,7 +21,7 @@ from hookbuild.errors import ExitCode, ImageError
 from hookbuild.images import engine
 from hookbuild.release.plan import plan
 from hookbuild.release.request import EnvoyMode, Request
-from hookbuild.release.stages import steps
+from hookbuild.release.stages import Run, _base_image, steps
 from hookbuild.version import Version
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.bazel]
@@ -339,6 +340,41 @@ def test_a_missing_base_image_is_pulled_and_a_failed_pull_says_what_to_do(
         engine.ensure(reference, client=lambda: docker_client, auth=auth, hint="build it first")
     assert f"image {reference} is neither on the Docker engine nor pullable" in failed.value.message
     assert failed.value.hint == "build it first" and credentials == ["looked up"]  # only for the pull
+
+
+def test_a_base_image_from_another_registry_is_pulled_without_the_environments_password(
+    docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HOOKBUILD_REGISTRY_PASSWORD is for where the release goes: a base image elsewhere (upstream's registry,
+    here the second local one) is pulled with the Docker config's login for it, never with that password."""
+    base = f"127.0.0.1:5001/{NAMESPACE}/base-{tmp_path.name[-8:].lower()}:1"
+    docker_client.images.get("hookbuild/busybox:1").tag(base)
+    for line in docker_client.api.push(base, auth_config=registry_auth(), stream=True, decode=True):
+        assert "error" not in line, line
+    docker_client.images.remove(base)
+    monkeypatch.setenv("HOOKBUILD_REGISTRY_PASSWORD", "not-the-password-of-5001")
+    settings = config.load(
+        ROOT, env={"HOOKBUILD_DIST": str(tmp_path), "HOOKBUILD_REGISTRY_USER": "hookbuild"}
+    )
+    request = Request(
+        variant=variants.get("istio"),
+        version=Version(12, 1),
+        envoy=None,
+        proxy=None,
+        sample=True,
+        base_image=base,
+        no_sign=True,
+    )
+    release_plan = plan(request, settings)
+    assert release_plan.image.registry == REGISTRY != "127.0.0.1:5001"
+    with contextlib.ExitStack() as stack:
+        run = Run(plan=release_plan, now=lambda: datetime.now(UTC), stack=stack, client=docker_client)
+        try:
+            _base_image(run)
+            assert run.base is not None and run.base.id == docker_client.images.get(base).id
+        finally:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(base)
 
 
 def test_scratch_containers_of_killed_runs_are_swept_by_the_next_one(

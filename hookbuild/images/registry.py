@@ -26,9 +26,13 @@ log = logging.getLogger("hookbuild")
 
 
 def credentials(
-    registry: str, *, user: str | None, env: Mapping[str, str] | None = None
+    registry: str, *, user: str | None, env: Mapping[str, str] | None = None, from_env: bool = True
 ) -> dict[str, str] | None:
     """Registry credentials from HOOKBUILD_REGISTRY_PASSWORD (+ user), else the Docker config.
+
+    `from_env=False` for a registry hookbuild only pulls from (an upstream base image's): the environment's
+    password is for the registries it publishes to and never goes elsewhere (Docker Hub would also refuse a
+    public pull with it, as a wrong login).
 
     Returned as an explicit auth_config: credential helpers in the Docker config would otherwise override
     a login (docker-py #3281). From the Docker config: a username and password (an `auths` entry, or a
@@ -37,7 +41,7 @@ def credentials(
     answers as the user `<token>`).
     """
     env = os.environ if env is None else env
-    password = env.get("HOOKBUILD_REGISTRY_PASSWORD")
+    password = env.get("HOOKBUILD_REGISTRY_PASSWORD") if from_env else None
     if password:
         secrets.register(password)
         if not user:

@@ -149,12 +149,12 @@ def _base_image(run: Run) -> None:
         if plan.sample
         else f"pull or build {plan.base_image} on the engine, or pass --base-image"
     )
+    host = ImageRef.parse_any(plan.base_image).registry
     run.base = engine.ensure(
         plan.base_image,
         client=lambda: run.docker,
-        auth=lambda: registry.credentials(
-            ImageRef.parse_any(plan.base_image).registry, user=plan.registry_user
-        ),
+        # the environment's password is for where the release goes, not for upstream's registry
+        auth=lambda: registry.credentials(host, user=plan.registry_user, from_env=host == plan.image.registry),
         hint=hint,
     )
 
