@@ -96,7 +96,7 @@ class Registry:
         self.host = host
         self.base = _base(host)
         auth = auth or {}
-        self._basic = (auth["username"], auth["password"]) if auth.get("password") else None
+        self._basic = (auth.get("username", ""), auth["password"]) if auth.get("password") else None
         self._identity_token = auth.get("identitytoken") or None
         self._user = auth.get("username") or None
         self._session = requests.Session()
@@ -199,7 +199,7 @@ class Registry:
             realm.startswith("https://") or _loopback(realm.partition("://")[2].split("/")[0])
         ):
             raise RegistryError(
-                f"registry {self.host} names the token service {realm!r}: not HTTPS, so no password goes there",
+                f"registry {self.host} names the token service {realm!r}: not HTTPS, so no credentials go there",
                 hint="a registry outside loopback must name an https:// realm; check the registry's auth config",
             )
         if self._identity_token:

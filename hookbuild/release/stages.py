@@ -154,7 +154,9 @@ def _base_image(run: Run) -> None:
         plan.base_image,
         client=lambda: run.docker,
         # the environment's password is for where the release goes, not for upstream's registry
-        auth=lambda: registry.credentials(host, user=plan.registry_user, from_env=host == plan.image.registry),
+        auth=lambda: registry.credentials(
+            host, user=plan.registry_user, from_env=host == plan.image.registry
+        ),
         hint=hint,
     )
 
