@@ -25,6 +25,9 @@ class Settings:
     envoy: Path | None = None
     proxy: Path | None = None
     registry_user: str | None = None
+    # Registries off loopback that speak plain HTTP, as the engine's daemon.json `insecure-registries` lists
+    # them: hookbuild reads their API over HTTP too (loopback ones always are).
+    insecure_registries: tuple[str, ...] = field(default_factory=tuple)
     # Bazel scale-out settings, passed through to the build untouched.
     bazel_remote_cache: str | None = None
     bazel_remote_executor: str | None = None
@@ -42,6 +45,8 @@ class Settings:
 
 
 _PATHS = {"versions_file", "dist", "envoy", "proxy", "bazel_disk_cache", "signing_key", "verify_key"}
+_LISTS = {"bazel_configs", "insecure_registries"}
+"""Comma-separated in the environment, a list or a comma-separated string elsewhere."""
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -99,7 +104,7 @@ def load(
         if key in _PATHS:
             path = Path(str(value)).expanduser()
             values[key] = path if path.is_absolute() else root / path
-        elif key == "bazel_configs":
+        elif key in _LISTS:
             items = value.split(",") if isinstance(value, str) else list(value)
             values[key] = tuple(str(item).strip() for item in items if str(item).strip())
         elif not isinstance(value, str):

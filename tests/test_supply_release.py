@@ -29,7 +29,7 @@ from conftest import (
 )
 
 from hookbuild import config, record, variants
-from hookbuild.errors import RegistryError
+from hookbuild.errors import ExitCode, RegistryError
 from hookbuild.images.reference import ImageRef
 from hookbuild.images.registry_api import Registry
 from hookbuild.release.execute import execute
@@ -221,6 +221,36 @@ def test_promote_to_a_token_registry_and_verify_there(released: Released, tmp_pa
             output = ran.stdout + ran.stderr + verified.stdout + verified.stderr
             assert all(secret not in output for secret in (password, *service.issued))
             assert service.issued  # the tokens were asked for and used
+    finally:
+        released.versions.write_bytes(saved)
+
+
+def test_promote_to_a_plain_http_registry_off_loopback_and_verify_there(
+    released: Released, tmp_path: Path
+) -> None:
+    """A registry the engine lists in `insecure-registries` (minikube's, an in-house one): promote and verify
+    read it over HTTP once insecure_registries lists it; unlisted, promote fails in one line saying so."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed; run scripts/setup.sh")
+    saved = released.versions.read_bytes()  # the registry goes away with this test: so does its location
+    try:
+        with token_server.plain_registry(binary, tmp_path, token_server.non_loopback_address()) as host:
+            argv = ("promote", released.ref, "--to", f"{host}/{released.namespace}", "--json")
+            refused = run_invoke(*argv, "--versions-file", str(released.versions), env=released.env)
+            assert refused.returncode == ExitCode.IMAGE, refused.stderr
+            assert "HOOKBUILD_INSECURE_REGISTRIES" in refused.stderr and refused.stderr.count("\n") == 1
+            env = {**released.env, "HOOKBUILD_INSECURE_REGISTRIES": host}
+            ran = run_invoke(*argv, "--versions-file", str(released.versions), env=env)
+            assert ran.returncode == 0, ran.stderr
+            assert set(json.loads(ran.stdout)["copied"]) == {"image", "att", "sbom"}
+            verified = run_invoke(
+                "verify", released.ref, "--json", "--versions-file", str(released.versions), env=env
+            )
+            assert verified.returncode == 0, verified.stderr
+            assert json.loads(ran.stdout)["location"] in {
+                c["location"] for c in json.loads(verified.stdout)["checks"]
+            }
     finally:
         released.versions.write_bytes(saved)
 

@@ -1,4 +1,5 @@
-"""A token service and a registry that trusts it: Debian's docker-registry 2.8 with `auth: token`.
+"""A token service and a registry that trusts it: Debian's docker-registry 2.8 with `auth: token`; and a
+registry without auth that speaks plain HTTP off loopback.
 
 What the registry accepts (distribution 2.8, registry/auth/token/token.go): a JWT whose `x5c` header holds a
 certificate its rootcertbundle trusts, signed with that certificate's key (ES256: r||s, as libtrust reads
@@ -233,6 +234,49 @@ def registry(binary: str, workdir: Path, realm: str, service: TokenService) -> I
     try:
         _wait_for_challenge(addr, process, log)
         yield addr
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def non_loopback_address() -> str:
+    """An address of this machine off loopback (where the kernel would send from), for a registry that
+    is not treated as local."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.123", 9))  # TEST-NET-1: connecting a UDP socket sends nothing
+        address = str(probe.getsockname()[0])
+    if address.startswith("127."):
+        raise RuntimeError("this machine has no address off loopback")
+    return address
+
+
+@contextmanager
+def plain_registry(binary: str, workdir: Path, address: str) -> Iterator[str]:
+    """A docker-registry without auth or TLS on `address` and a free port; yields host:port."""
+    host = f"{address}:{free_port()}"
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: info\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'storage'}\n"
+        f"http:\n  addr: {host}\n  secret: {secrets.token_hex(16)}\n"
+    )
+    log = workdir / "registry.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{host}/v2/", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"docker-registry on {host} did not start: {log.read_text()[-2000:]}"
+                    ) from None
+                time.sleep(0.1)
+        yield host
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -76,7 +76,9 @@ def _check_registry(rec: Record, settings: Settings, *, variant: str | None, jso
     from hookbuild.images.registry_api import connector
     from hookbuild.record import drift
 
-    found = drift.check(rec, connect=connector(settings.registry_user), variant=variant)
+    found = drift.check(
+        rec, connect=connector(settings.registry_user, settings.insecure_registries), variant=variant
+    )
     moved = [item.entry.ref for item in found if not item.holds]
     if json:
         print_json([item.as_json() for item in found])

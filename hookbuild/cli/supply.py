@@ -40,7 +40,9 @@ def verify(
 
     entry = record.load(settings.versions_file).get(ref)
     public = signing.verify_key(Path(key) if key else None, settings)
-    result = checks.verify(entry, public, connect=connector(settings.registry_user))
+    result = checks.verify(
+        entry, public, connect=connector(settings.registry_user, settings.insecure_registries)
+    )
     if json:
         print_json(result.as_json())
     else:
@@ -81,7 +83,10 @@ def promote(
         raise UsageError("no --to given", hint="pass --to REGISTRY/NAMESPACE, e.g. 127.0.0.1:5001/hookbuild")
     entry = record.load(settings.versions_file).get(ref)
     result = promotion.promote(
-        entry, to, versions_file=settings.versions_file, connect=connector(settings.registry_user)
+        entry,
+        to,
+        versions_file=settings.versions_file,
+        connect=connector(settings.registry_user, settings.insecure_registries),
     )
     if json:
         print_json(result.as_json())

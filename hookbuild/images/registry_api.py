@@ -5,23 +5,30 @@ recorded manifest byte for byte (release retries, `versions --check-registry`), 
 not an image (the supply chain's attachments), read a manifest's exact bytes, and copy an image between
 registries without re-compressing its layers (which would change its digest). Auth follows the registry's
 challenge: Basic (the local htpasswd registries) or a Bearer token from the realm it names (Docker Hub,
-ghcr.io, quay.io), asked for with the user's password or, for an identity token (an OAuth2 refresh token, as
-`docker login` keeps for Azure's registries), by the OAuth2 refresh grant; credentials and tokens never leave
-the request and are redacted from every error.
-Loopback registries speak plain HTTP, as the Docker engine treats them; everything else HTTPS.
+ghcr.io, quay.io; see registry_auth); credentials and tokens never leave the request and are redacted from
+every error. Loopback registries speak plain HTTP, as the Docker engine treats them, and so do those listed in
+the insecure_registries setting (the engine's `insecure-registries`); everything else HTTPS.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hookbuild import secrets
 from hookbuild.errors import RegistryError
+from hookbuild.images.registry_auth import (
+    NO_RIGHT,
+    TIMEOUT,
+    Grants,
+    Login,
+    api_base,
+    challenge_params,
+    fetch_token,
+    login_hint,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -31,11 +38,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST))
-_TIMEOUT = 30.0
 _CHUNK = 1 << 20
-_NO_RIGHT = "the user may not do that there: ask for the right, or push to a namespace of your own"
-_CLIENT_ID = "hookbuild"
-"""Who asks, in an OAuth2 token request (distribution's spec requires a client_id; Docker sends "docker")."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,54 +59,26 @@ def _scopes(repo: str, *, push: bool, mount_from: str | None) -> tuple[str, ...]
     return (own, f"repository:{mount_from}:pull") if mount_from else (own,)
 
 
-def _params(challenge: str) -> dict[str, str]:
-    """`realm="...",service="...",scope="..."` of a WWW-Authenticate challenge."""
-    return dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-
-
-def _loopback(host: str) -> bool:
-    """`127.0.0.1:5000`, `localhost`, `[::1]:5000`: where Docker, too, speaks plain HTTP."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    try:
-        return name == "localhost" or ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _base(host: str) -> str:
-    """`http://127.0.0.1:5000/v2`, `https://registry-1.docker.io/v2` (Docker Hub's API host)."""
-    scheme = "http" if _loopback(host) else "https"
-    return f"{scheme}://{'registry-1.docker.io' if host == 'docker.io' else host}/v2"
-
-
-@dataclass(kw_only=True)
-class Grants:
-    """What a registry host challenged for and granted, shared by the sessions one connector opens to it
-    (a release's threads each have their own): a later session does not meet the same challenge again."""
-
-    basic: bool = False  # the registry asked for Basic auth
-    realm: tuple[str, str] | None = None  # (realm, service) once the registry asked for a token
-    bearer: dict[str, str] = field(default_factory=dict)  # scopes, space-separated -> token
-
-
 class Registry:
     """One registry host. Credentials are a docker auth config ({username, password} or {identitytoken})
     or None."""
 
-    def __init__(self, host: str, *, auth: Mapping[str, str] | None, grants: Grants | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        auth: Mapping[str, str] | None,
+        grants: Grants | None = None,
+        insecure: bool = False,
+    ) -> None:
         import requests
 
         self.host = host
-        self.base = _base(host)
-        auth = auth or {}
-        self._basic = (auth.get("username", ""), auth["password"]) if auth.get("password") else None
-        self._identity_token = auth.get("identitytoken") or None
-        self._user = auth.get("username") or None
+        self.base = api_base(host, insecure=insecure)
+        self._insecure = insecure
+        self._login = Login.of(auth)
         self._session = requests.Session()
         self._grants = grants or Grants()
-        for secret in (auth.get("password"), self._identity_token):
-            if secret:
-                secrets.register(secret)
 
     def close(self) -> None:
         self._session.close()
@@ -139,8 +114,8 @@ class Registry:
             auth = None
             if " ".join(scopes) in self._grants.bearer:
                 sent["Authorization"] = f"Bearer {self._grants.bearer[' '.join(scopes)]}"
-            elif self._basic and self._grants.basic:
-                auth = self._basic
+            elif self._login.basic and self._grants.basic:
+                auth = self._login.basic
             return self._session.request(
                 method,
                 url,
@@ -149,7 +124,7 @@ class Registry:
                 data=data,
                 stream=stream,
                 auth=auth,
-                timeout=_TIMEOUT,
+                timeout=TIMEOUT,
             )
 
         try:
@@ -165,6 +140,13 @@ class Registry:
                 and self._authenticate(response, scopes, fresh=fresh)
             ):
                 response = send()
+        except requests.exceptions.SSLError as exc:  # often a registry that speaks plain HTTP
+            raise RegistryError(
+                f"registry {self.host}: no TLS connection: {secrets.redact(str(exc))}",
+                hint=f"if {self.host} speaks plain HTTP, list it in insecure_registries "
+                "(HOOKBUILD_INSECURE_REGISTRIES) as the engine's daemon.json does; if a CA of your own signs its "
+                "certificate, point REQUESTS_CA_BUNDLE at that CA",
+            ) from None
         except requests.RequestException as exc:
             raise RegistryError(
                 f"registry {self.host} unreachable: {secrets.redact(str(exc))}",
@@ -178,7 +160,7 @@ class Registry:
         """Answer a 401's challenge once; False when there is nothing new to try."""
         kind, _, rest = response.headers.get("WWW-Authenticate", "").partition(" ")
         if kind.lower() == "basic":
-            if self._grants.basic or not self._basic:
+            if self._grants.basic or not self._login.basic:
                 return False
             self._grants.basic = True
             return True
@@ -186,81 +168,36 @@ class Registry:
         # an older one may just have expired (Docker Hub's last 300 s): renew it once.
         if kind.lower() != "bearer" or fresh:
             return False
-        challenge = _params(rest)
+        challenge = challenge_params(rest)
         self._grants.realm = (challenge.get("realm", ""), challenge.get("service", ""))
         self._fetch_token(scopes)
         return True
 
     def _fetch_token(self, scopes: tuple[str, ...]) -> None:
-        """A token for `scopes` from the realm the registry named, with our credentials (if any)."""
         assert self._grants.realm is not None
         realm, service = self._grants.realm
-        if (self._basic or self._identity_token) and not (
-            realm.startswith("https://") or _loopback(realm.partition("://")[2].split("/")[0])
-        ):
-            raise RegistryError(
-                f"registry {self.host} names the token service {realm!r}: not HTTPS, so no credentials go there",
-                hint="a registry outside loopback must name an https:// realm; check the registry's auth config",
-            )
-        if self._identity_token:
-            # distribution's OAuth2 flow: the identity token is a refresh token, sent in a POST's form
-            reply = self._session.post(
-                realm,
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": self._identity_token,
-                    "service": service,
-                    "scope": " ".join(scopes),
-                    "client_id": _CLIENT_ID,
-                },
-                timeout=_TIMEOUT,
-            )
-        else:
-            reply = self._session.get(
-                realm, params={"service": service, "scope": list(scopes)}, auth=self._basic, timeout=_TIMEOUT
-            )
-        refused = _oauth_refusal(reply) if self._identity_token else None
-        if reply.status_code in (401, 403) or refused:
-            raise RegistryError(
-                f"registry {self.host}: the token service {realm} refused {' '.join(scopes)} to {self._who} "
-                f"(HTTP {reply.status_code}{f' {refused}' if refused else ''})",
-                hint=_NO_RIGHT if reply.status_code == 403 else self._login_hint,
-            )
-        try:
-            body = reply.json()
-            token = str(body.get("token") or body.get("access_token") or "")
-        except (ValueError, AttributeError):  # not JSON, or JSON but not an object
-            token = ""
-        if reply.status_code != 200 or not token:
-            detail = secrets.redact(reply.text.strip().replace("\n", " ")[:300])
-            raise RegistryError(
-                f"registry {self.host}: the token service {realm} gave no token (HTTP {reply.status_code}: {detail})",
-                hint="check the token service and its log, then retry",
-            )
-        secrets.register(token)
+        token = fetch_token(
+            self._session,
+            self.host,
+            realm=realm,
+            service=service,
+            scopes=scopes,
+            login=self._login,
+            insecure=self._insecure,
+        )
         self._grants.bearer[" ".join(scopes)] = token
 
     def _refused(self, response: requests.Response, what: str, scopes: tuple[str, ...]) -> RegistryError:
         kind, _, rest = response.headers.get("WWW-Authenticate", "").partition(" ")
-        error = _params(rest).get("error") if kind.lower() == "bearer" else None
+        error = challenge_params(rest).get("error") if kind.lower() == "bearer" else None
         if error == "insufficient_scope":
             return RegistryError(
                 f"registry {self.host} refused {what} (401 insufficient_scope): its token service does not "
-                f"grant {' '.join(scopes)} to {self._who}",
-                hint=_NO_RIGHT,
+                f"grant {' '.join(scopes)} to {self._login.who}",
+                hint=NO_RIGHT,
             )
         why = f"{response.status_code} {error}" if error else str(response.status_code)
-        return RegistryError(f"registry {self.host} refused {what} ({why})", hint=self._login_hint)
-
-    @property
-    def _who(self) -> str:
-        if self._user:
-            return f"user {self._user!r}"
-        return "the Docker config's identity token" if self._identity_token else "anonymous access"
-
-    @property
-    def _login_hint(self) -> str:
-        return f"log in with `docker login {self.host}`, or set HOOKBUILD_REGISTRY_USER and HOOKBUILD_REGISTRY_PASSWORD"
+        return RegistryError(f"registry {self.host} refused {what} ({why})", hint=login_hint(self.host))
 
     def _fail(self, response: requests.Response, what: str) -> RegistryError:
         detail = response.text.strip().replace("\n", " ")[:300]
@@ -413,20 +350,10 @@ class Registry:
         return True
 
 
-def _oauth_refusal(reply: requests.Response) -> str | None:
-    """An OAuth2 token endpoint's refusal of the grant itself (RFC 6749 5.2: HTTP 400 with `invalid_grant`,
-    an expired or revoked refresh token, or a refused client), as its error code."""
-    if reply.status_code != 400:
-        return None
-    try:
-        error = reply.json().get("error")
-    except (ValueError, AttributeError):
-        return None
-    return str(error) if error in ("invalid_grant", "invalid_client", "unauthorized_client") else None
-
-
-def connector(user: str | None) -> Callable[[str], Registry]:
-    """Registry clients with hookbuild's credentials for each host (HOOKBUILD_REGISTRY_*, else Docker's)."""
+def connector(user: str | None, insecure: Iterable[str] = ()) -> Callable[[str], Registry]:
+    """Registry clients with hookbuild's credentials for each host (HOOKBUILD_REGISTRY_*, else Docker's);
+    `insecure`: the hosts that speak plain HTTP off loopback (the insecure_registries setting)."""
+    plain_http = frozenset(insecure)
     from hookbuild.images.registry import credentials
 
     grants: dict[str, Grants] = {}
@@ -437,6 +364,8 @@ def connector(user: str | None) -> Callable[[str], Registry]:
     def connect(host: str) -> Registry:
         if host not in auths:
             auths[host] = credentials(host, user=user)
-        return Registry(host, auth=auths[host], grants=grants.setdefault(host, Grants()))
+        return Registry(
+            host, auth=auths[host], grants=grants.setdefault(host, Grants()), insecure=host in plain_http
+        )
 
     return connect

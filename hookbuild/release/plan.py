@@ -53,6 +53,7 @@ class Plan:
     force: bool
     repair: bool = False
     registry_user: str | None = None
+    insecure_registries: tuple[str, ...] = ()  # read over plain HTTP off loopback (the setting)
     signer: Signer | None = None  # None: --no-sign, recorded as unsigned
     bazel_options: tuple[str, ...] = ()  # the scale-out flags every build gets, for the provenance
 
@@ -140,6 +141,7 @@ def plan(request: Request, settings: Settings) -> Plan:
         force=request.force,
         repair=request.repair,
         registry_user=settings.registry_user,
+        insecure_registries=settings.insecure_registries,
         signer=_signer(request, settings),
         bazel_options=tuple(_bazel(settings).flags()),
     )

@@ -91,7 +91,7 @@ class Run:
         if self.connect is None:
             from hookbuild.images.registry_api import connector
 
-            self.connect = connector(self.plan.registry_user)
+            self.connect = connector(self.plan.registry_user, self.plan.insecure_registries)
         return self.connect
 
     @contextmanager
