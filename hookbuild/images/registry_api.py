@@ -6,7 +6,8 @@ not an image (the supply chain's attachments), read a manifest's exact bytes, an
 registries without re-compressing its layers (which would change its digest). Auth follows the registry's
 challenge: Basic (the local htpasswd registries) or a Bearer token from the realm it names (Docker Hub,
 ghcr.io, quay.io; see registry_auth); credentials and tokens never leave the request and are redacted from
-every error. Loopback registries speak plain HTTP, as the Docker engine treats them, and so do those listed in
+every error. A read the registry answers with 429 or 502-504 is retried with backoff; an upload never is.
+Loopback registries speak plain HTTP, as the Docker engine treats them, and so do those listed in
 the insecure_registries setting (the engine's `insecure-registries`); everything else HTTPS.
 """
 
@@ -39,6 +40,9 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST))
 _CHUNK = 1 << 20
+_RATE_LIMITED = (
+    "the registry limits requests (Docker Hub: pulls per 6 hours, fewer anonymous): log in, or retry later"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,13 +75,11 @@ class Registry:
         grants: Grants | None = None,
         insecure: bool = False,
     ) -> None:
-        import requests
-
         self.host = host
         self.base = api_base(host, insecure=insecure)
         self._insecure = insecure
         self._login = Login.of(auth)
-        self._session = requests.Session()
+        self._session = _session()
         self._grants = grants or Grants()
 
     def close(self) -> None:
@@ -203,7 +205,9 @@ class Registry:
         detail = response.text.strip().replace("\n", " ")[:300]
         return RegistryError(
             f"registry {self.host}: {what} failed (HTTP {response.status_code}: {secrets.redact(detail)})",
-            hint="check the registry and its log, then retry",
+            hint=_RATE_LIMITED
+            if response.status_code == 429
+            else "check the registry and its log, then retry",
         )
 
     # --- manifests -------------------------------------------------------------------------------
@@ -348,6 +352,29 @@ class Registry:
             # the registry checks the digest of what it received: a corrupted stream fails the PUT
             self._upload(repo, digest, response.iter_content(_CHUNK), location)
         return True
+
+
+def _session() -> requests.Session:
+    """A session that retries what is safe to: a read (HEAD, GET, a token request) the registry answered
+    with 429 or 502-504, or whose connection failed, after 0.5, 1 and 2 s. An upload is never resent: a
+    streamed body cannot be, and the caller's retry starts it afresh."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=3,
+        backoff_factor=0.5,
+        status_forcelist=(429, 502, 503, 504),
+        allowed_methods=frozenset({"HEAD", "GET"}),
+        respect_retry_after_header=False,  # Docker Hub's limit says hours: report it, do not wait for it
+        raise_on_status=False,  # the last answer is the error to report
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def connector(user: str | None, insecure: Iterable[str] = ()) -> Callable[[str], Registry]:
