@@ -18,9 +18,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import fcntl
 import json
 import secrets
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -39,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 ISSUER = "hookbuild-test-token-service"
+SIOCGIFADDR = 0x8915  # linux/sockios.h: an interface's address
 SERVICE = "hookbuild-test-registry"
 
 
@@ -240,14 +243,18 @@ def registry(binary: str, workdir: Path, realm: str, service: TokenService) -> I
 
 
 def non_loopback_address() -> str:
-    """An address of this machine off loopback (where the kernel would send from), for a registry that
-    is not treated as local."""
+    """An IPv4 address of this machine off loopback (docker0's at least, where dockerd runs), for a registry
+    that is not treated as local: each interface's address, as the kernel gives it (SIOCGIFADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.123", 9))  # TEST-NET-1: connecting a UDP socket sends nothing
-        address = str(probe.getsockname()[0])
-    if address.startswith("127."):
-        raise RuntimeError("this machine has no address off loopback")
-    return address
+        for _index, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                address = socket.inet_ntoa(fcntl.ioctl(probe.fileno(), SIOCGIFADDR, request)[20:24])
+            except OSError:  # no IPv4 address on it
+                continue
+            if not address.startswith("127."):
+                return address
+    raise RuntimeError("this machine has no IPv4 address off loopback")
 
 
 @contextmanager
