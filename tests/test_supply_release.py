@@ -190,6 +190,21 @@ def test_promote_copies_by_digest_with_attachments_and_a_retry_is_a_no_op(releas
     assert {c["location"] for c in json.loads(verified.stdout)["checks"]} == set(release.locations)
 
 
+def promote_and_verify(released: Released, host: str, env: dict[str, str]) -> tuple[Ran, Ran]:
+    """Promote the release to `host` with everything copied, then verify it there too."""
+    argv = ("promote", released.ref, "--to", f"{host}/{released.namespace}", "--json")
+    ran = run_invoke(*argv, "--versions-file", str(released.versions), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert set(json.loads(ran.stdout)["copied"]) == {"image", "att", "sbom"}
+    verified = run_invoke(
+        "verify", released.ref, "--json", "--versions-file", str(released.versions), env=env
+    )
+    assert verified.returncode == 0, verified.stderr
+    checked = {c["location"] for c in json.loads(verified.stdout)["checks"]}
+    assert json.loads(ran.stdout)["location"] in checked
+    return ran, verified
+
+
 def test_promote_to_a_token_registry_and_verify_there(released: Released, tmp_path: Path) -> None:
     """Docker Hub, ghcr.io and quay.io challenge for a Bearer token: promote and verify go through a token
     service (tests/token_server.py) there, with the one user and password hookbuild is given."""
@@ -208,16 +223,7 @@ def test_promote_to_a_token_registry_and_verify_there(released: Released, tmp_pa
             token_server.serve(service) as realm,
             token_server.registry(binary, tmp_path, realm, service) as host,
         ):
-            argv = ("promote", released.ref, "--to", f"{host}/{released.namespace}", "--json")
-            ran = run_invoke(*argv, "--versions-file", str(released.versions), env=env)
-            assert ran.returncode == 0, ran.stderr
-            assert set(json.loads(ran.stdout)["copied"]) == {"image", "att", "sbom"}
-            verified = run_invoke(
-                "verify", released.ref, "--json", "--versions-file", str(released.versions), env=env
-            )
-            assert verified.returncode == 0, verified.stderr
-            checked = {c["location"] for c in json.loads(verified.stdout)["checks"]}
-            assert json.loads(ran.stdout)["location"] in checked
+            ran, verified = promote_and_verify(released, host, env)
             output = ran.stdout + ran.stderr + verified.stdout + verified.stderr
             assert all(secret not in output for secret in (password, *service.issued))
             assert service.issued  # the tokens were asked for and used
@@ -240,17 +246,7 @@ def test_promote_to_a_plain_http_registry_off_loopback_and_verify_there(
             refused = run_invoke(*argv, "--versions-file", str(released.versions), env=released.env)
             assert refused.returncode == ExitCode.IMAGE, refused.stderr
             assert "HOOKBUILD_INSECURE_REGISTRIES" in refused.stderr and refused.stderr.count("\n") == 1
-            env = {**released.env, "HOOKBUILD_INSECURE_REGISTRIES": host}
-            ran = run_invoke(*argv, "--versions-file", str(released.versions), env=env)
-            assert ran.returncode == 0, ran.stderr
-            assert set(json.loads(ran.stdout)["copied"]) == {"image", "att", "sbom"}
-            verified = run_invoke(
-                "verify", released.ref, "--json", "--versions-file", str(released.versions), env=env
-            )
-            assert verified.returncode == 0, verified.stderr
-            assert json.loads(ran.stdout)["location"] in {
-                c["location"] for c in json.loads(verified.stdout)["checks"]
-            }
+            promote_and_verify(released, host, {**released.env, "HOOKBUILD_INSECURE_REGISTRIES": host})
     finally:
         released.versions.write_bytes(saved)
 

@@ -221,25 +221,12 @@ def registry(binary: str, workdir: Path, realm: str, service: TokenService) -> I
     """A docker-registry on a free loopback port trusting `service`'s certificate; yields host:port."""
     bundle = workdir / "token-ca.pem"
     bundle.write_bytes(service.cert.public_bytes(serialization.Encoding.PEM))
-    addr = f"127.0.0.1:{free_port()}"
-    config = workdir / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: info\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'storage'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: {addr}\n  secret: {secrets.token_hex(16)}\n"
+    auth = (
         f"auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n"
         f"    rootcertbundle: {bundle}\n"
     )
-    log = workdir / "registry.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=out)
-    try:
-        _wait_for_challenge(addr, process, log)
-        yield addr
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with _serve(binary, workdir, f"127.0.0.1:{free_port()}", auth) as host:
+        yield host
 
 
 def non_loopback_address() -> str:
@@ -260,47 +247,44 @@ def non_loopback_address() -> str:
 @contextmanager
 def plain_registry(binary: str, workdir: Path, address: str) -> Iterator[str]:
     """A docker-registry without auth or TLS on `address` and a free port; yields host:port."""
-    host = f"{address}:{free_port()}"
+    with _serve(binary, workdir, f"{address}:{free_port()}", auth="") as host:
+        yield host
+
+
+@contextmanager
+def _serve(binary: str, workdir: Path, host: str, auth: str) -> Iterator[str]:
+    """docker-registry on `host` with the `auth` section given (none: open), until it answers /v2/."""
     config = workdir / "config.yml"
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'storage'}\n"
-        f"http:\n  addr: {host}\n  secret: {secrets.token_hex(16)}\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'storage'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {host}\n  secret: {secrets.token_hex(16)}\n" + auth
     )
     log = workdir / "registry.log"
     with log.open("wb") as out:
         process = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=out)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{host}/v2/", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"docker-registry on {host} did not start: {log.read_text()[-2000:]}"
-                    ) from None
-                time.sleep(0.1)
+        _wait_for_answer(host, process, log)
         yield host
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def _wait_for_challenge(addr: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for_answer(addr: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until /v2/ answers: 200 when open, a Bearer challenge (401) with token auth."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"docker-registry exited ({process.returncode}): {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(f"http://{addr}/v2/", timeout=1):
-                pass  # 401 is what a registry with auth answers
+                return
         except urllib.error.HTTPError as exc:
             if exc.code == 401 and exc.headers.get("WWW-Authenticate", "").startswith("Bearer "):
                 return
         except OSError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"docker-registry on {addr} did not challenge within 15 s: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"docker-registry on {addr} did not answer within 15 s: {log.read_text()[-2000:]}")
